@@ -1,0 +1,33 @@
+"""gradlab: imbalanced class-incremental learning you can see.
+
+Public API (imported lazily so that ``import gradlab`` stays cheap):
+
+- :class:`RunConfig` - every setting of one run (``gradlab.config``);
+- :func:`run` - train one class-incremental run and write its record folder;
+- :func:`load_run` - read a record folder back (config, summary, tidy tables);
+- :class:`Scenario` - a long-tailed class-incremental scenario (``gradlab.data.scenario``);
+- :func:`list_methods`, :func:`list_scenarios` - what can be run.
+"""
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "RunConfig": ("gradlab.config", "RunConfig"),
+    "ConfigError": ("gradlab.config", "ConfigError"),
+    "Scenario": ("gradlab.data.scenario", "Scenario"),
+    "run": ("gradlab.runner", "run"),
+    "load_run": ("gradlab.records", "load_run"),
+    "list_methods": ("gradlab.methods", "list_methods"),
+    "list_scenarios": ("gradlab.data.scenario", "list_scenarios"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'gradlab' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _EXPORTS[name]
+    return getattr(importlib.import_module(module), attr)

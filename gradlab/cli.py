@@ -1,0 +1,139 @@
+"""Command line: ``gradlab run [CONFIG.yaml] --flags`` and ``gradlab info``.
+
+Flags override the YAML file; the YAML overrides presets; presets override defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gradlab.config import PRESETS, ConfigError, RunConfig
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    return int(value) if value.is_integer() else value
+
+
+# flag -> (config field, type, help); every flag defaults to "not given" so the YAML can fill it
+RUN_FLAGS = {
+    "--scenario": ("scenario", str, "cifar100 | digits | synthetic"),
+    "--method": ("method", str, "a registered method (see `gradlab info`)"),
+    "--order": ("order", str, "lt (iCaRL-shuffled) | ltio (ordered) | conv (balanced) | seeded"),
+    "--imbalance": ("imbalance", _number, "rho = n_max / n_min (1 = balanced; default 100, conv: 1)"),
+    "--profile": ("profile", str, "exp | step"),
+    "--max-per-class": ("max_per_class", int, "head-class training count (default: all)"),
+    "--split": ("split", str, "custom | lfs | lfh"),
+    "--base": ("base", int, "classes in the base task (default: even split)"),
+    "--tasks": ("tasks", int, "tasks in all, base task included"),
+    "--val-fraction": ("val_fraction", float, "per-class validation hold-out (paper: 0.1)"),
+    "--memory": ("memory", int, "exemplars per class"),
+    "--memory-total": ("memory_total", int, "fixed total exemplar budget instead"),
+    "--selection": ("selection", str, "herding | random"),
+    "--model": ("model", str, "auto | resnet32 | small"),
+    "--augment": ("augment", str, "auto | crop_flip | resized_crop | none"),
+    "--epochs": ("epochs", int, "epochs per phase (LR steps at 50%% and 75%%)"),
+    "--batch-size": ("batch_size", int, "mini-batch size"),
+    "--lr": ("lr", float, "initial learning rate"),
+    "--weight-decay": ("weight_decay", float, "SGD weight decay"),
+    "--seed": ("seed", int, "fixes data order, augmentation and initial weights"),
+    "--device": ("device", str, "auto | cpu | cuda"),
+    "--precision": ("precision", str, "fp32 | bf16 (autocast)"),
+    "--out": ("out", str, "run folder (default runs/<settings>)"),
+    "--data-root": ("data_root", str, "folder holding the datasets (cifar100: DATA_ROOT/cifar-100-python)"),
+    "--download": ("download", _bool, "download missing datasets (needs internet)"),
+    "--checkpoints": ("checkpoints", _bool, "save a checkpoint after every phase"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradlab", description="Imbalanced class-incremental learning you can see.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train one class-incremental run and write its record folder")
+    run.add_argument("config", nargs="?", help="YAML file with RunConfig keys (flags override it)")
+    for flag, (dest, kind, text) in RUN_FLAGS.items():
+        run.add_argument(flag, dest=dest, type=kind, default=argparse.SUPPRESS, help=text)
+    run.add_argument("--preset", dest="presets", action="append", default=argparse.SUPPRESS,
+                     help=f"apply a preset (repeatable): {', '.join(sorted(PRESETS))}")
+    run.add_argument("--method-arg", dest="method_args", action="append", default=argparse.SUPPRESS,
+                     metavar="KEY=VALUE", help="a method-specific setting (repeatable)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_parser("info", help="list scenarios, orders, presets and methods")
+    return parser
+
+
+def _method_args(pairs: list[str]) -> dict:
+    import yaml
+
+    args = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--method-arg expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        args[key] = yaml.safe_load(value)
+    return args
+
+
+def command_run(ns: argparse.Namespace) -> int:
+    from gradlab.runner import run
+
+    values = {k: v for k, v in vars(ns).items() if k not in ("command", "config", "overwrite", "quiet")}
+    if "method_args" in values:
+        values["method_args"] = _method_args(values["method_args"])
+    if ns.quiet:
+        values["progress"] = False
+    cfg = RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
+    record = run(cfg, overwrite=ns.overwrite)
+    s = record.summary
+    print(f"run folder: {record.path}")
+    print(f"average incremental accuracy: {s['average_incremental_accuracy']:.4f} (class-weighted), "
+          f"{s['average_incremental_accuracy_task_mean']:.4f} (mean over tasks)")
+    print(f"final accuracy: {s['final_accuracy']:.4f}; average forgetting: {s['average_forgetting']}")
+    return 0
+
+
+def command_info() -> int:
+    from gradlab.data.profiles import ORDERS
+    from gradlab.data.scenario import list_scenarios
+    from gradlab.methods import list_methods, method_options
+
+    print("scenarios:")
+    for name, text in list_scenarios().items():
+        print(f"  {name:12s} {text}")
+    print(f"orders: {', '.join(ORDERS)}")
+    print("presets:")
+    for name, values in PRESETS.items():
+        print(f"  {name:12s} {json.dumps(values)}")
+    print("methods:")
+    for name, text in list_methods().items():
+        options = method_options(name)
+        print(f"  {name:12s} {text}" + (f"  [method_args: {', '.join(options)}]" if options else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gradlab.data.sources import DataError
+
+    ns = build_parser().parse_args(argv)
+    try:
+        return command_info() if ns.command == "info" else command_run(ns)
+    except (ConfigError, DataError, FileNotFoundError) as err:
+        print(f"gradlab: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Run configuration: one flat dataclass, YAML load/save, presets and early validation.
+
+Every check here runs before any data is loaded or any file is written, and every error names the
+field and what is allowed (scikit-learn style).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gradlab.data.profiles import ORDERS, PROFILES
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message names the field and the allowed values."""
+
+
+SCENARIOS = ("cifar100", "digits", "synthetic")
+MODELS = ("auto", "resnet32", "small")
+AUGMENTS = ("auto", "crop_flip", "resized_crop", "none")
+SELECTIONS = ("herding", "random")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+
+# Presets fill fields the user did not set explicitly (flags and YAML keys always win).
+PRESETS: dict[str, dict[str, Any]] = {
+    # the official recipe for CIFAR-100-LT (specs/dgr.md §1.3, §3): 10 % per-class validation hold-out,
+    # RandomResizedCrop augmentation, 160 epochs with steps at 80 and 120, batch 128
+    "paper": {"val_fraction": 0.1, "augment": "resized_crop", "epochs": 160, "batch_size": 128,
+              "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "memory": 20},
+    "lfs": {"split": "lfs"},  # learning from scratch: C/20 base classes, 20 tasks (5 + 19x5 on CIFAR-100)
+    "lfh": {"split": "lfh"},  # learning from half: C/2 base classes, then 5 tasks (50 + 5x10)
+    "quick": {"epochs": 2, "max_per_class": 100, "model": "small"},
+}
+SPLITS = ("custom", "lfs", "lfh")
+
+
+@dataclass
+class RunConfig:
+    """All settings of one class-incremental run. Defaults follow the official DGR recipe."""
+
+    # scenario
+    scenario: str = "synthetic"
+    order: str = "lt"
+    imbalance: float | None = None      # rho = n_max / n_min; None: 100 for lt/ltio/seeded, 1 for conv
+    profile: str = "exp"
+    max_per_class: int | None = None    # head-class training count n_max; None: all the source has
+    split: str = "custom"               # custom (use base/tasks), lfs, lfh
+    base: int | None = None             # classes in the base task; None: classes split evenly
+    tasks: int = 5                      # tasks in all, base task included
+    val_fraction: float = 0.0
+    # method and memory
+    method: str = "finetune"
+    method_args: dict = field(default_factory=dict)
+    memory: int = 20                    # exemplars per class (fixed per class; the total grows)
+    memory_total: int | None = None     # a fixed total budget instead of `memory`
+    selection: str = "herding"
+    # model and optimisation
+    model: str = "auto"
+    augment: str = "auto"
+    epochs: int = 160
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: list[int] | None = None   # None: 50 % and 75 % of the epochs (80, 120 of 160)
+    lr_factor: float = 10.0
+    # run
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    out: str | None = None
+    data_root: str = "data"
+    download: bool = False
+    checkpoints: bool = True
+    progress: bool = True
+    presets: list[str] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- derived values
+    @property
+    def rho(self) -> float:
+        if self.imbalance is not None:
+            return float(self.imbalance)
+        return 1.0 if self.order == "conv" else 100.0
+
+    def milestones(self) -> list[int]:
+        """Epochs after which the LR is divided by ``lr_factor`` (80, 120 of 160, scaled)."""
+        if self.lr_milestones is not None:
+            return sorted(int(m) for m in self.lr_milestones)
+        return sorted({max(1, round(self.epochs * 0.5)), max(1, round(self.epochs * 0.75))})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "RunConfig":
+        """Build from a mapping; unknown keys and presets are rejected by name."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of settings, got {type(values).__name__}")
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed keys: {sorted(allowed)}")
+        presets = values.get("presets") or []
+        if isinstance(presets, str):
+            presets = [presets]
+        merged: dict[str, Any] = {}
+        for name in presets:
+            if name not in PRESETS:
+                raise ConfigError(f"presets: unknown preset {name!r}; allowed: {sorted(PRESETS)}")
+            merged.update(PRESETS[name])
+        merged.update(values)
+        merged["presets"] = list(presets)
+        cfg = cls(**merged)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: dict | None = None) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {str(path)!r}: expected a mapping of settings")
+        values.update(overrides or {})
+        return cls.from_dict(values, source=str(path))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> "RunConfig":
+        """Check every field against its allowed values; raise :class:`ConfigError` on the first bad one."""
+        _choice("scenario", self.scenario, SCENARIOS)
+        _choice("order", self.order, ORDERS)
+        _choice("profile", self.profile, PROFILES)
+        _choice("split", self.split, SPLITS)
+        _choice("model", self.model, MODELS)
+        _choice("augment", self.augment, AUGMENTS)
+        _choice("selection", self.selection, SELECTIONS)
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        from gradlab.methods import list_methods
+
+        _choice("method", self.method, tuple(list_methods()))
+        if not isinstance(self.method_args, dict):
+            raise ConfigError("method_args must be a mapping of method-specific settings")
+        if self.imbalance is not None and not (_is_number(self.imbalance) and self.imbalance >= 1):
+            raise ConfigError(f"imbalance must be a number >= 1 (rho = n_max / n_min; 1 = balanced), got {self.imbalance!r}")
+        if self.order == "conv" and self.rho != 1:
+            raise ConfigError(f"order 'conv' is the balanced protocol: imbalance must be 1 (or unset), got {self.imbalance}")
+        _int("tasks", self.tasks, 1)
+        if self.base is not None:
+            _int("base", self.base, 1)
+        if self.max_per_class is not None:
+            _int("max_per_class", self.max_per_class, 1)
+        _int("memory", self.memory, 0)
+        if self.memory_total is not None:
+            _int("memory_total", self.memory_total, 0)
+        _int("epochs", self.epochs, 1)
+        _int("batch_size", self.batch_size, 1)
+        _int("seed", self.seed, 0)
+        if not (_is_number(self.val_fraction) and 0 <= self.val_fraction < 1):
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        for name in ("lr", "lr_factor"):
+            if not (_is_number(getattr(self, name)) and getattr(self, name) > 0):
+                raise ConfigError(f"{name} must be a number > 0, got {getattr(self, name)!r}")
+        for name in ("momentum", "weight_decay"):
+            if not (_is_number(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+        if self.lr_milestones is not None:
+            if not isinstance(self.lr_milestones, (list, tuple)) or not all(
+                    isinstance(m, int) and 1 <= m <= self.epochs for m in self.lr_milestones):
+                raise ConfigError(f"lr_milestones must be a list of epochs in [1, {self.epochs}], got {self.lr_milestones!r}")
+        for name in ("download", "checkpoints", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self._validate_split()
+        return self
+
+    def _validate_split(self) -> None:
+        from gradlab.data.profiles import task_sizes
+        from gradlab.data.sources import SOURCE_INFO
+
+        num_classes = SOURCE_INFO[self.scenario].num_classes
+        base, tasks = self.split_base_tasks(num_classes)
+        if tasks > num_classes:
+            raise ConfigError(f"tasks: {tasks} tasks cannot be made from the {num_classes} classes of "
+                              f"{self.scenario!r}; allowed: 1..{num_classes}")
+        if base is not None and tasks > 1 and base >= num_classes:
+            raise ConfigError(f"base: {base} base classes leave none for the other {tasks - 1} task(s) of "
+                              f"{self.scenario!r} ({num_classes} classes); allowed: 1..{num_classes - 1}")
+        try:
+            task_sizes(num_classes, tasks, base)
+        except ValueError as err:
+            raise ConfigError(f"base/tasks: {err}") from None
+
+    def split_base_tasks(self, num_classes: int) -> tuple[int | None, int]:
+        """(base, tasks) after applying the ``split`` shortcut (lfs: C/20 + 19 tasks, lfh: C/2 + 5 tasks)."""
+        if self.split == "lfs":
+            return max(1, num_classes // 20), min(20, num_classes)
+        if self.split == "lfh":
+            return num_classes // 2, 6
+        if self.tasks == 1 and self.base is not None and self.base != num_classes:
+            return num_classes, 1
+        return self.base, self.tasks
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -1,0 +1,82 @@
+"""The method contract and the registry (DESIGN.md, "The method contract").
+
+A method is one small class in one file. The trainer calls, in order:
+
+- ``build_model(backbone)``          once: the network (default: backbone + growing linear head);
+- ``before_task(ctx)``               at the start of each phase, after the head has grown;
+- ``losses(batch, out)``             every step: named loss terms, summed by the trainer;
+- ``after_backward(ctx)``            every step, after ``backward`` and before the optimizer step;
+- ``after_task(ctx)``                at the end of each phase (extra stages), before the memory update;
+- ``predict(x)``                     at evaluation: logits over the classes seen so far.
+
+``self.ctx`` is the run's :class:`~gradlab.context.Context`, set before ``before_task``.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from gradlab.models.factory import IncrementalNet
+
+METHODS: dict[str, type["Method"]] = {}
+
+
+def register(cls: type["Method"]) -> type["Method"]:
+    """Class decorator: make a method available by its ``name``."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def list_methods() -> dict[str, str]:
+    """Method name -> the first line of its docstring."""
+    return {name: (cls.__doc__ or "").strip().splitlines()[0] for name, cls in sorted(METHODS.items())}
+
+
+def method_options(name: str) -> list[str]:
+    """The ``method_args`` a method accepts (its keyword arguments)."""
+    params = inspect.signature(METHODS[name].__init__).parameters
+    return [p for p in params if p not in ("self", "cfg")]
+
+
+def build_method(name: str, cfg, **method_args) -> "Method":
+    """Instantiate a registered method; unknown ``method_args`` are rejected by name."""
+    from gradlab.config import ConfigError
+
+    if name not in METHODS:
+        raise ConfigError(f"method must be one of {sorted(METHODS)}, got {name!r}")
+    allowed = method_options(name)
+    unknown = sorted(set(method_args) - set(allowed))
+    if unknown:
+        raise ConfigError(f"method_args: {unknown} not understood by method {name!r}; allowed: {allowed}")
+    return METHODS[name](cfg, **method_args)
+
+
+class Method:
+    """Base class: plain cross-entropy over all seen classes, CNN prediction."""
+
+    name = "base"
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.ctx = None
+
+    def build_model(self, backbone: nn.Module) -> nn.Module:
+        return IncrementalNet(backbone)
+
+    def before_task(self, ctx) -> None:
+        pass
+
+    def losses(self, batch, out) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def after_backward(self, ctx) -> None:
+        pass
+
+    def after_task(self, ctx) -> None:
+        pass
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ctx.model(x).logits

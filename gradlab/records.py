@@ -1,0 +1,217 @@
+"""Run records: one folder per run, written atomically, read back with :func:`load_run`.
+
+Layout::
+
+    config.yaml           the full RunConfig
+    classes.parquet       class, original_label, task, train/val/test counts, shot group
+    metrics.parquet       tidy: phase, task, class, metric, value (fractions in [0, 1])
+    probes.parquet        tidy: phase, epoch, step, class, term, value (written by probes, when on)
+    summary.json          headline numbers; written last, so its presence means the run finished
+    checkpoints/phase_N.pt  model + memory + RNG state after phase N (load with weights_only=True)
+
+Metric names in ``metrics.parquet``: ``class_acc`` (per class), ``task_acc`` (acc[t, u]),
+``acc_all_seen`` (class-weighted A_t), ``acc_task_mean`` (unweighted over tasks), ``forgetting_task``,
+``forgetting_class``, ``avg_forgetting_task``, ``avg_forgetting_class``, ``acc_many``/``acc_medium``/``acc_few``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gradlab import metrics as M
+from gradlab.config import RunConfig
+from gradlab.trainer import Callback
+
+
+# ---------------------------------------------------------------------- atomic writes
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write via ``write(tmp_path)`` to a temp file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+# ---------------------------------------------------------------------- tables
+def metrics_table(correct: np.ndarray, test_counts: np.ndarray, class_task: np.ndarray,
+                  train_counts: np.ndarray, phases_done: int) -> pd.DataFrame:
+    """Tidy metrics after ``phases_done`` phases, from per-class correct counts (NaN = unseen)."""
+    correct = correct[:phases_done]
+    num_tasks = int(class_task.max()) + 1
+    class_acc = M.class_accuracy(correct, test_counts)
+    task_acc = M.task_accuracy(correct, test_counts, class_task, num_tasks)
+    groups = M.shot_groups(train_counts)
+    rows: list[tuple] = []
+
+    def add_matrix(name, matrix, kind):
+        for p, k in zip(*np.nonzero(~np.isnan(matrix))):
+            task = int(class_task[k]) if kind == "class" else int(k)
+            rows.append((int(p), task, int(k) if kind == "class" else None, name, float(matrix[p, k])))
+
+    def add_curve(name, values):
+        rows.extend((p, None, None, name, float(v)) for p, v in enumerate(values) if not np.isnan(v))
+
+    add_matrix("class_acc", class_acc, "class")
+    add_matrix("task_acc", task_acc, "task")
+    add_curve("acc_all_seen", M.accuracy_all_seen(correct, test_counts))
+    add_curve("acc_task_mean", M.accuracy_task_mean(task_acc))
+    f_task, f_class = M.forgetting(task_acc), M.forgetting(class_acc)
+    add_matrix("forgetting_task", f_task, "task")
+    add_matrix("forgetting_class", f_class, "class")
+    add_curve("avg_forgetting_task", M.average_forgetting(f_task))
+    add_curve("avg_forgetting_class", M.average_forgetting(f_class))
+    for group in ("many", "medium", "few"):
+        add_curve(f"acc_{group}", [M.group_accuracy(row, groups)[group] for row in class_acc])
+    frame = pd.DataFrame(rows, columns=["phase", "task", "class", "metric", "value"])
+    for col in ("task", "class"):
+        frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def summarize(correct: np.ndarray, test_counts, class_task, train_counts) -> dict:
+    """Headline numbers (fractions): average incremental and final accuracy both ways, forgetting, BWT."""
+    num_tasks = int(class_task.max()) + 1
+    task_acc = M.task_accuracy(correct, test_counts, class_task, num_tasks)
+    class_acc = M.class_accuracy(correct, test_counts)
+    weighted = M.accuracy_all_seen(correct, test_counts)
+    unweighted = M.accuracy_task_mean(task_acc)
+    groups = M.shot_groups(train_counts)
+    final_groups = M.group_accuracy(class_acc[-1], groups)
+    return {
+        "average_incremental_accuracy": M.average_incremental_accuracy(weighted),
+        "average_incremental_accuracy_task_mean": M.average_incremental_accuracy(unweighted),
+        "final_accuracy": float(weighted[-1]),
+        "final_accuracy_task_mean": float(unweighted[-1]),
+        "average_forgetting": _nan_to_none(M.average_forgetting(M.forgetting(task_acc))[-1]),
+        "average_forgetting_class": _nan_to_none(M.average_forgetting(M.forgetting(class_acc))[-1]),
+        "bwt": _nan_to_none(M.backward_transfer(task_acc)),
+        "final_accuracy_many": _nan_to_none(final_groups["many"]),
+        "final_accuracy_medium": _nan_to_none(final_groups["medium"]),
+        "final_accuracy_few": _nan_to_none(final_groups["few"]),
+        "accuracy_per_phase": [float(v) for v in weighted],
+    }
+
+
+def _nan_to_none(value):
+    value = float(value)
+    return None if np.isnan(value) else value
+
+
+# ---------------------------------------------------------------------- writer
+class RecordWriter(Callback):
+    """Writes the record folder as the run goes: config first, metrics after every evaluation,
+    a checkpoint after every phase, and summary.json last."""
+
+    def __init__(self, out: Path, extra_summary: dict | None = None):
+        self.out = Path(out)
+        self.extra_summary = dict(extra_summary or {})
+
+    def before_run(self, ctx) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_text(self.out / "config.yaml", ctx.cfg.to_yaml())
+        table = ctx.scenario.class_table()
+        table["shot_group"] = M.shot_groups(table["train_count"].to_numpy())
+        write_parquet(self.out / "classes.parquet", table)
+
+    def after_eval(self, ctx) -> None:
+        s = ctx.scenario
+        write_parquet(self.out / "metrics.parquet",
+                      metrics_table(ctx.correct, s.test_counts, s.class_task, s.train_counts, ctx.phase + 1))
+        if ctx.cfg.checkpoints:
+            folder = self.out / "checkpoints"
+            folder.mkdir(exist_ok=True)
+            state = {"phase": ctx.phase, "model": ctx.model.state_dict(),
+                     "head_task_sizes": list(ctx.model.head.task_sizes), "memory": ctx.memory.state_dict(),
+                     "torch_rng": torch.get_rng_state(), "correct": torch.as_tensor(ctx.correct)}
+            atomic_write(folder / f"phase_{ctx.phase}.pt", lambda tmp: torch.save(state, tmp))
+
+    def after_run(self, ctx) -> None:
+        s = ctx.scenario
+        summary = summarize(ctx.correct, s.test_counts, s.class_task, s.train_counts)
+        summary.update(self.extra_summary)
+        summary["complete"] = True
+        write_text(self.out / "summary.json", json.dumps(summary, indent=2))
+
+
+# ---------------------------------------------------------------------- reader
+class RunRecord:
+    """A finished (or partial) run read from disk: ``.config``, ``.summary``, ``.metrics``, ``.probes``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not (self.path / "config.yaml").is_file():
+            raise FileNotFoundError(f"{str(self.path)!r} is not a gradlab run folder (no config.yaml)")
+        self.config = RunConfig.from_yaml(self.path / "config.yaml")
+        summary = self.path / "summary.json"
+        self.summary = json.loads(summary.read_text()) if summary.is_file() else {}
+        self.metrics = _read_parquet(self.path / "metrics.parquet")
+        self.classes = _read_parquet(self.path / "classes.parquet")
+        self.probes = _read_parquet(self.path / "probes.parquet")
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.summary.get("complete"))
+
+    def _matrix(self, metric: str, column: str) -> np.ndarray:
+        rows = self.metrics[self.metrics.metric == metric]
+        num_phases = int(self.metrics.phase.max()) + 1 if len(self.metrics) else 0
+        size = (int(self.classes["task"].max()) + 1) if column == "task" else len(self.classes)
+        matrix = np.full((num_phases, size), np.nan)
+        matrix[rows.phase.to_numpy(int), rows[column].to_numpy(int)] = rows.value.to_numpy(float)
+        return matrix
+
+    def accuracy_matrix(self) -> np.ndarray:
+        """acc[t, u]: accuracy on task u's test set after phase t (NaN where u > t)."""
+        return self._matrix("task_acc", "task")
+
+    def class_accuracy_matrix(self) -> np.ndarray:
+        return self._matrix("class_acc", "class")
+
+    def forgetting_matrix(self, level: str = "task") -> np.ndarray:
+        """f[t, k] (FACIL/GEM): best earlier accuracy minus now, per task or per class."""
+        return self._matrix(f"forgetting_{level}", level)
+
+    def accuracy_curve(self, weighted: bool = True) -> np.ndarray:
+        """A_t per phase: class-weighted over all seen test images, or the unweighted task mean."""
+        rows = self.metrics[self.metrics.metric == ("acc_all_seen" if weighted else "acc_task_mean")]
+        return rows.sort_values("phase").value.to_numpy(float)
+
+    def checkpoint(self, phase: int) -> dict:
+        return torch.load(self.path / "checkpoints" / f"phase_{phase}.pt", weights_only=True, map_location="cpu")
+
+    def __repr__(self) -> str:
+        aia = self.summary.get("average_incremental_accuracy")
+        return f"RunRecord({str(self.path)!r}, method={self.config.method}, avg_inc_acc={aia})"
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
+def load_run(path: str | os.PathLike) -> RunRecord:
+    """Read a run folder written by :func:`gradlab.run`."""
+    return RunRecord(path)

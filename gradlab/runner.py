@@ -1,0 +1,112 @@
+"""``gradlab.run(cfg)``: validate, build, train, record. Every check happens before any training or
+any file is written, so a bad setting leaves nothing behind."""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import gradlab
+from gradlab.config import ConfigError, RunConfig
+from gradlab.context import Context
+from gradlab.data.device_data import DeviceImages
+from gradlab.data.scenario import Scenario
+from gradlab.data.sources import DataError, check_source
+from gradlab.memory import ExemplarMemory
+from gradlab.methods import build_method
+from gradlab.models.factory import build_backbone, default_backbone
+from gradlab.records import RecordWriter, RunRecord
+from gradlab.trainer import Trainer, pick_device
+
+
+def default_out(cfg: RunConfig) -> Path:
+    """runs/<scenario>-<method>-<order>-r<rho>-b<base>-t<tasks>-m<memory>-e<epochs>-s<seed>"""
+    base = "even" if cfg.base is None else cfg.base
+    name = (f"{cfg.scenario}-{cfg.method}-{cfg.order}-r{cfg.rho:g}-b{base}-t{cfg.tasks}-m{cfg.memory}"
+            f"-e{cfg.epochs}-s{cfg.seed}")
+    return Path("runs") / name
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """The run folder must be new (or ``overwrite``) and creatable: probed with a temp file in the
+    nearest existing ancestor, so read-only file systems are caught too (``os.access`` lies for root)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {str(out)!r} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"out: {str(out)!r} already holds files; choose another folder or pass --overwrite")
+    ancestor = next(p for p in [out, *out.absolute().parents] if p.exists())
+    if not ancestor.is_dir():
+        raise ConfigError(f"out: cannot create {str(out)!r}: {str(ancestor)!r} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as err:
+        raise ConfigError(f"out: cannot write under {str(ancestor)!r} ({err.strerror}); choose a writable folder") from None
+
+
+def build_context(cfg: RunConfig, scenario: Scenario, method) -> Context:
+    """Model, memory and device data for one run (the seed fixes the model's initial weights)."""
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model_name = default_backbone(cfg.scenario) if cfg.model == "auto" else cfg.model
+    backbone = build_backbone(model_name, in_channels=scenario.source.image_shape[2])
+    model = method.build_model(backbone).to(device)
+    augment = cfg.augment
+    if augment == "auto":
+        augment = "crop_flip"
+    src = scenario.source
+    train_data = DeviceImages(scenario.train.images, scenario.train.labels, src.mean, src.std, device,
+                              augment=augment, pad=src.pad, flip=src.flip)
+    test_data = DeviceImages(scenario.test.images, scenario.test.labels, src.mean, src.std, device, augment="none")
+    memory = ExemplarMemory(per_class=cfg.memory, total=cfg.memory_total, selection=cfg.selection, seed=cfg.seed)
+    return Context(cfg=cfg, scenario=scenario, model=model, memory=memory, device=device,
+                   train_data=train_data, test_data=test_data)
+
+
+def run(cfg: RunConfig | dict | None = None, callbacks=(), overwrite: bool = False, **overrides) -> RunRecord:
+    """Train one class-incremental run and write its record folder; returns the loaded record.
+
+    ``cfg`` may be a :class:`RunConfig`, a dict, or None (defaults); keyword overrides win, e.g.
+    ``gradlab.run(scenario="digits", tasks=3, epochs=2, out="runs/x")``.
+    """
+    if cfg is None:
+        cfg = {}
+    if isinstance(cfg, RunConfig):
+        cfg = cfg.to_dict()
+    cfg = RunConfig.from_dict({**cfg, **overrides})
+    out = Path(cfg.out) if cfg.out else default_out(cfg)
+    check_out_dir(out, overwrite)
+    check_source(cfg.scenario, cfg.data_root, cfg.download)
+    method = build_method(cfg.method, cfg, **cfg.method_args)
+    try:
+        scenario = Scenario.from_config(cfg)
+    except ValueError as err:
+        if isinstance(err, (DataError, ConfigError)):
+            raise
+        raise ConfigError(str(err)) from None
+    ctx = build_context(cfg, scenario, method)
+    if out.is_dir() and overwrite:
+        shutil.rmtree(out)
+    writer = RecordWriter(out, extra_summary={
+        "method": cfg.method, "scenario": cfg.scenario, "seed": cfg.seed, "device": str(ctx.device),
+        "task_sizes": scenario.task_sizes, "gradlab_version": gradlab.__version__,
+        "torch_version": torch.__version__, "python": platform.python_version()})
+    start = time.perf_counter()
+    timer = _WallClock(writer, start)
+    Trainer(ctx, method, callbacks=[*callbacks, timer, writer]).fit()
+    return RunRecord(out)
+
+
+class _WallClock:
+    """Puts the training wall time into the summary."""
+
+    def __init__(self, writer: RecordWriter, start: float):
+        self.writer, self.start = writer, start
+
+    def after_run(self, ctx) -> None:
+        self.writer.extra_summary["wall_time_s"] = round(time.perf_counter() - self.start, 3)

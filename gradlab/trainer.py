@@ -1,0 +1,175 @@
+"""The training loop: phases -> epochs -> steps, with events for methods and callbacks.
+
+One phase (task) reads top to bottom in :meth:`Trainer.run_phase`:
+
+    grow the head; method.before_task; emit before_task
+    new SGD optimizer + step schedule (lr 0.1, /10 at 50 % and 75 % of the epochs)
+    for each epoch, for each batch of memory + new data:
+        out = model(x); losses = method.losses(batch, out); loss = sum(losses)
+        emit before_backward; loss.backward()
+        method.after_backward; emit after_backward      (gradient rewrites, gradient probes)
+        optimizer.step(); emit after_step                (weight decay and momentum act after rewrites)
+    method.after_task (extra stages); memory update (herding); emit after_task
+    evaluate every seen class; emit after_eval; freeze a teacher copy
+
+Callbacks are objects with any of the event methods below; they never touch the method.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gradlab.context import Context
+
+EVENTS = ("before_run", "before_task", "before_epoch", "before_backward", "after_backward", "after_step",
+          "after_epoch", "after_task", "after_eval", "after_run")
+
+
+class Callback:
+    """Base class for instrumentation and logging; override the events you need (all get the context)."""
+
+    def before_run(self, ctx: Context) -> None: ...
+    def before_task(self, ctx: Context) -> None: ...
+    def before_epoch(self, ctx: Context) -> None: ...
+    def before_backward(self, ctx: Context) -> None: ...
+    def after_backward(self, ctx: Context) -> None: ...
+    def after_step(self, ctx: Context) -> None: ...
+    def after_epoch(self, ctx: Context) -> None: ...
+    def after_task(self, ctx: Context) -> None: ...
+    def after_eval(self, ctx: Context) -> None: ...
+    def after_run(self, ctx: Context) -> None: ...
+
+
+class Trainer:
+    def __init__(self, ctx: Context, method, callbacks=()):
+        self.ctx, self.method, self.callbacks = ctx, method, list(callbacks)
+        cfg = ctx.cfg
+        self.generator = torch.Generator().manual_seed(cfg.seed)   # data order and augmentation
+        self.autocast = (torch.autocast(ctx.device.type, dtype=torch.bfloat16)
+                         if cfg.precision == "bf16" else nullcontext())
+        self.epoch_losses: list[float] = []
+
+    def emit(self, event: str) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event, lambda ctx: None)(self.ctx)
+
+    # ------------------------------------------------------------------ the run
+    def fit(self) -> Context:
+        ctx = self.ctx
+        ctx.correct = np.full((ctx.scenario.num_tasks, ctx.scenario.num_classes), np.nan)
+        self.method.ctx = ctx
+        self.emit("before_run")
+        phases = tqdm(ctx.scenario.tasks, desc="phases", disable=not ctx.cfg.progress)
+        for task in phases:
+            self.run_phase(task)
+            acc = np.nansum(ctx.correct[task.index]) / ctx.scenario.test_counts[: ctx.num_seen].sum()
+            phases.set_postfix(acc=f"{acc:.3f}")
+        self.emit("after_run")
+        return ctx
+
+    def run_phase(self, task) -> None:
+        ctx, cfg, method = self.ctx, self.ctx.cfg, self.method
+        ctx.phase, ctx.task = task.index, task
+        ctx.model.head.grow(len(task.classes))
+        ctx.model.to(ctx.device)
+        ctx.train_indices = np.concatenate([ctx.memory.indices(), task.train_indices]).astype(np.int64)
+        method.before_task(ctx)
+        self.emit("before_task")
+
+        ctx.optimizer = torch.optim.SGD([p for p in ctx.model.parameters() if p.requires_grad], lr=cfg.lr,
+                                        momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        schedule = torch.optim.lr_scheduler.MultiStepLR(ctx.optimizer, cfg.milestones(), gamma=1.0 / cfg.lr_factor)
+        ctx.step = -1
+        epochs = tqdm(range(cfg.epochs), desc=f"phase {task.index}", leave=False, disable=not cfg.progress)
+        for epoch in epochs:
+            ctx.epoch = epoch
+            ctx.model.train()
+            self.emit("before_epoch")
+            loss_sum, steps = torch.zeros((), device=ctx.device), 0
+            for batch in ctx.train_data.train_batches(ctx.train_indices, cfg.batch_size, self.generator):
+                ctx.step += 1
+                ctx.batch = batch
+                with self.autocast:
+                    ctx.out = ctx.model(batch.x)
+                    ctx.losses = method.losses(batch, ctx.out)
+                ctx.loss = sum(ctx.losses.values())
+                self.emit("before_backward")
+                ctx.optimizer.zero_grad(set_to_none=True)
+                ctx.loss.backward()
+                method.after_backward(ctx)
+                self.emit("after_backward")
+                ctx.optimizer.step()
+                self.emit("after_step")
+                loss_sum += ctx.loss.detach().float()
+                steps += 1
+            schedule.step()
+            epoch_loss = float(loss_sum) / max(steps, 1)      # one host sync per epoch
+            self.epoch_losses.append(epoch_loss)
+            epochs.set_postfix(loss=f"{epoch_loss:.3f}")
+            self.emit("after_epoch")
+        ctx.batch = ctx.out = ctx.loss = None
+        ctx.losses = {}
+
+        method.after_task(ctx)
+        self.update_memory(task)
+        self.emit("after_task")
+        ctx.correct[task.index, : ctx.num_seen] = self.evaluate()
+        self.emit("after_eval")
+        ctx.teacher = freeze(ctx.model)
+
+    # ------------------------------------------------------------------ helpers
+    @torch.no_grad()
+    def features(self, indices: np.ndarray) -> torch.Tensor:
+        """Penultimate features of training images, eval mode, no augmentation (for herding)."""
+        self.ctx.model.eval()
+        chunks = [self.ctx.model(b.x).features.float() for b in self.ctx.train_data.eval_batches(indices)]
+        return torch.cat(chunks) if chunks else torch.empty(0)
+
+    def update_memory(self, task) -> None:
+        labels = self.ctx.scenario.train.labels[task.train_indices]
+        new_classes = {int(c): task.train_indices[labels == c] for c in task.classes}
+        self.ctx.memory.update(new_classes, features_fn=self.features, phase=task.index)
+
+    @torch.no_grad()
+    def evaluate(self) -> np.ndarray:
+        """Correct test predictions per seen class (argmax over all seen classes, task-agnostic)."""
+        ctx = self.ctx
+        ctx.model.eval()
+        seen = ctx.num_seen
+        indices = np.flatnonzero(ctx.scenario.test.labels < seen)
+        correct = torch.zeros(seen, device=ctx.device)
+        for batch in ctx.test_data.eval_batches(indices):
+            with self.autocast:
+                logits = self.method.predict(batch.x)
+            hits = (logits.argmax(1) == batch.y).float()
+            correct.index_add_(0, batch.y, hits)
+        return correct.cpu().numpy()
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy in eval mode: the teacher for the next phase."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from gradlab.config import ConfigError
+
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; allowed here: auto, cpu")
+    return torch.device(name)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
