@@ -21,7 +21,8 @@ def _fake_cifar_split(per_class: int, seed: int) -> dict:
     order = np.argsort(labels, kind="stable")
     sample_no = np.empty(len(labels), dtype=np.int64)
     sample_no[order] = np.arange(len(labels)) - np.repeat(np.arange(100) * per_class, per_class)
-    data = ((np.arange(3072, dtype=np.int64)[None, :] + 37 * labels[:, None]) % 256).astype(np.uint8)
+    # filler: (plane * 1024 + row * 32 + col + 37 * label) % 256, via wrapping uint8 addition
+    data = np.arange(3072).astype(np.uint8)[None, :] + ((37 * labels) % 256).astype(np.uint8)[:, None]
     data[:, 0] = labels
     data[:, 1024] = sample_no & 255
     data[:, 2048] = sample_no >> 8

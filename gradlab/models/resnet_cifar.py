@@ -61,7 +61,7 @@ def resnet32(in_channels: int = 3, last_relu: bool = True) -> ResNetCifar:
 
 
 class SmallConvNet(nn.Module):
-    """Three conv-BN-ReLU layers (32, 64, 64 channels; the last two with stride 2) and average pooling.
+    """Three conv-BN-ReLU layers (16, 32, 64 channels; the last two with stride 2) and average pooling.
 
     For digits (8x8) and quick CPU runs; ``forward`` returns a 64-d feature.
     """
@@ -72,7 +72,7 @@ class SmallConvNet(nn.Module):
         def block(cin, cout, stride, relu=True):
             return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)] + ([nn.ReLU()] if relu else [])
 
-        self.body = nn.Sequential(*block(in_channels, 32, 1), *block(32, 64, 2), *block(64, 64, 2, relu=last_relu),
+        self.body = nn.Sequential(*block(in_channels, 16, 1), *block(16, 32, 2), *block(32, 64, 2, relu=last_relu),
                                   nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.out_dim = 64
         for m in self.modules():
