@@ -95,12 +95,19 @@ def test_same_seed_same_numbers_other_seed_differs(tmp_path, digits_run):
     assert not np.array_equal(other.metrics.value.to_numpy(), again.metrics.value.to_numpy())
 
 
+def test_without_memory_finetuning_forgets_catastrophically(tmp_path, digits_run):
+    no_memory = gradlab.run(out=str(tmp_path / "nomem"), checkpoints=False, **{**DIGITS, "memory": 0})
+    assert no_memory.accuracy_matrix()[2, 0] < 0.1            # the base task is wiped out
+    assert no_memory.summary["average_forgetting"] > 0.5
+    assert digits_run[0].summary["average_forgetting"] < no_memory.summary["average_forgetting"]
+
+
 def test_synthetic_run_beats_chance(tmp_path):
     record = gradlab.run(out=str(tmp_path / "synth"), checkpoints=False, **SYNTH)
     acc = record.accuracy_curve()
     seen = np.cumsum(record.summary["task_sizes"])
     assert (acc > 2.0 / seen).all(), (acc, 1.0 / seen)     # at least twice chance after every phase
-    assert record.summary["average_forgetting"] > 0          # class-incremental: old tasks are forgotten
+    assert np.nanmax(record.forgetting_matrix("class")) > 0  # some class lost accuracy it once had
 
 
 def test_cli_run_and_info(tmp_path, capsys):
