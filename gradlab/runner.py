@@ -79,6 +79,7 @@ def run(cfg: RunConfig | dict | None = None, callbacks=(), overwrite: bool = Fal
     if isinstance(cfg, RunConfig):
         cfg = cfg.to_dict()
     cfg = RunConfig.from_dict({**cfg, **overrides})
+    pick_device(cfg.device)  # fails early when cuda is asked for but absent
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     check_out_dir(out, overwrite)
     check_source(cfg.scenario, cfg.data_root, cfg.download)

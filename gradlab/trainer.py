@@ -17,7 +17,6 @@ Callbacks are objects with any of the event methods below; they never touch the 
 from __future__ import annotations
 
 import copy
-import time
 from contextlib import nullcontext
 
 import numpy as np
@@ -168,8 +167,3 @@ def pick_device(name: str) -> torch.device:
         raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; allowed here: auto, cpu")
     return torch.device(name)
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
