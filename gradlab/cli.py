@@ -55,6 +55,8 @@ RUN_FLAGS = {
     "--data-root": ("data_root", str, "folder holding the datasets (cifar100: DATA_ROOT/cifar-100-python)"),
     "--download": ("download", _bool, "download missing datasets (needs internet)"),
     "--checkpoints": ("checkpoints", _bool, "save a checkpoint after every phase"),
+    "--probes": ("probes", lambda t: [p for p in t.split(",") if p], "comma list: gradients,weights,accuracy ('' = none)"),
+    "--probe-every": ("probe_every", str, "gradient probe granularity: epoch | step"),
 }
 
 

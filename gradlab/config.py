@@ -79,6 +79,8 @@ class RunConfig:
     download: bool = False
     checkpoints: bool = True
     progress: bool = True
+    probes: list[str] = field(default_factory=lambda: ["gradients", "weights", "accuracy"])
+    probe_every: str = "epoch"          # gradient probe: mean per epoch, or every step
     presets: list[str] = field(default_factory=list)
 
     # ----------------------------------------------------------------- derived values
@@ -185,6 +187,11 @@ class RunConfig:
         for name in ("download", "checkpoints", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        from gradlab.probes import PROBE_EVERY, PROBES
+
+        if not isinstance(self.probes, (list, tuple)) or any(p not in PROBES for p in self.probes):
+            raise ConfigError(f"probes must be a list drawn from {sorted(PROBES)}, got {self.probes!r}")
+        _choice("probe_every", self.probe_every, PROBE_EVERY)
         self._validate_split()
         return self
 

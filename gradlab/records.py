@@ -126,9 +126,10 @@ class RecordWriter(Callback):
     """Writes the record folder as the run goes: config first, metrics after every evaluation,
     a checkpoint after every phase, and summary.json last."""
 
-    def __init__(self, out: Path, extra_summary: dict | None = None):
+    def __init__(self, out: Path, extra_summary: dict | None = None, probe_log=None):
         self.out = Path(out)
         self.extra_summary = dict(extra_summary or {})
+        self.probe_log = probe_log
 
     def before_run(self, ctx) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +142,8 @@ class RecordWriter(Callback):
         s = ctx.scenario
         write_parquet(self.out / "metrics.parquet",
                       metrics_table(ctx.correct, s.test_counts, s.class_task, s.train_counts, ctx.phase + 1))
+        if self.probe_log is not None and len(self.probe_log):
+            write_parquet(self.out / "probes.parquet", self.probe_log.frame())
         if ctx.cfg.checkpoints:
             folder = self.out / "checkpoints"
             folder.mkdir(exist_ok=True)

@@ -20,6 +20,7 @@ from gradlab.data.sources import DataError, check_source
 from gradlab.memory import ExemplarMemory
 from gradlab.methods import build_method
 from gradlab.models.factory import build_backbone, default_backbone
+from gradlab.probes import ProbeLog, build_probes
 from gradlab.records import RecordWriter, RunRecord
 from gradlab.trainer import Trainer, pick_device
 
@@ -93,13 +94,15 @@ def run(cfg: RunConfig | dict | None = None, callbacks=(), overwrite: bool = Fal
     ctx = build_context(cfg, scenario, method)
     if out.is_dir() and overwrite:
         shutil.rmtree(out)
-    writer = RecordWriter(out, extra_summary={
+    probe_log = ProbeLog()
+    probes = build_probes(cfg.probes, probe_log, every=cfg.probe_every)
+    writer = RecordWriter(out, probe_log=probe_log, extra_summary={
         "method": cfg.method, "scenario": cfg.scenario, "seed": cfg.seed, "device": str(ctx.device),
         "task_sizes": scenario.task_sizes, "gradlab_version": gradlab.__version__,
         "torch_version": torch.__version__, "python": platform.python_version()})
     start = time.perf_counter()
     timer = _WallClock(writer, start)
-    Trainer(ctx, method, callbacks=[*callbacks, timer, writer]).fit()
+    Trainer(ctx, method, callbacks=[*callbacks, *probes, timer, writer]).fit()
     return RunRecord(out)
 
 

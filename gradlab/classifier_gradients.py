@@ -1,0 +1,52 @@
+"""Per-class classifier gradients of each loss term, cheaply (DESIGN.md).
+
+For a linear head z = F W^T + b, the gradient of a loss term L on class row j is
+grad_{W_j} L = sum_b (dL/dz_bj) F_b, i.e. G = (dL/dz)^T F, and grad_{b_j} L = sum_b dL/dz_bj.
+``torch.autograd.grad(L, z, retain_graph=True)`` is one tiny backward through the loss only, and one
+(C x B)(B x d) product gives every row: no extra pass through the network, no loop over classes.
+
+DGR's gradient rewrite and the gradient probe both read these; the result of a step is cached on the
+context so that the two share one computation.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class RowGradients(NamedTuple):
+    """Gradient of one loss term on the classifier rows (float32)."""
+
+    weight: torch.Tensor   # (C, d): grad of W, row j = class j
+    bias: torch.Tensor     # (C,)
+
+    def norms(self) -> torch.Tensor:
+        """L2 norm of each weight row, ||grad_{W_j} L||_2 (the bias is not part of the norm, spec §4.4)."""
+        return torch.linalg.vector_norm(self.weight, dim=1)
+
+
+def row_gradients(loss: torch.Tensor, logits: torch.Tensor, features: torch.Tensor) -> RowGradients:
+    """Classifier-row gradients of ``loss`` through ``logits = features W^T + b`` (graph kept)."""
+    if not loss.requires_grad:   # a term that does not depend on the logits (e.g. feature distillation)
+        zeros = logits.new_zeros(logits.shape[1], dtype=torch.float32)
+        return RowGradients(zeros[:, None].expand(-1, features.shape[1]).clone(), zeros)
+    (dz,) = torch.autograd.grad(loss, logits, retain_graph=True, allow_unused=True)
+    if dz is None:
+        dz = torch.zeros_like(logits)
+    dz = dz.float()
+    return RowGradients(dz.T @ features.detach().float(), dz.sum(0))
+
+
+def step_row_gradients(ctx, losses: dict[str, torch.Tensor], out) -> dict[str, RowGradients]:
+    """Row gradients of every named term for the current step, computed once per step and cached on
+    ``ctx.extras['row_gradients']`` (keyed by phase and step) so a method and a probe share them."""
+    key = (ctx.phase, ctx.step)
+    cached_key, cache = ctx.extras.get("row_gradients", (None, {}))
+    if cached_key != key:
+        cache = {}
+    for name, loss in losses.items():
+        if name not in cache:
+            cache[name] = row_gradients(loss, out.logits, out.features)
+    ctx.extras["row_gradients"] = (key, cache)
+    return {name: cache[name] for name in losses}
