@@ -72,49 +72,63 @@ class Trainer:
         return ctx
 
     def run_phase(self, task) -> None:
-        ctx, cfg, method = self.ctx, self.ctx.cfg, self.method
+        self.begin_phase(task)
+        cfg = self.ctx.cfg
+        epochs = tqdm(range(cfg.epochs), desc=f"phase {task.index}", leave=False, disable=not cfg.progress)
+        for epoch in epochs:
+            epochs.set_postfix(loss=f"{self.train_epoch(epoch):.3f}")
+        self.end_phase(task)
+
+    def begin_phase(self, task) -> None:
+        """Grow the head, gather memory + new data, let the method prepare, make a fresh optimizer."""
+        ctx, cfg = self.ctx, self.ctx.cfg
         ctx.phase, ctx.task = task.index, task
         ctx.model.head.grow(len(task.classes))
         ctx.model.to(ctx.device)
         ctx.train_indices = np.concatenate([ctx.memory.indices(), task.train_indices]).astype(np.int64)
-        method.before_task(ctx)
+        self.method.before_task(ctx)
         self.emit("before_task")
-
         ctx.optimizer = torch.optim.SGD([p for p in ctx.model.parameters() if p.requires_grad], lr=cfg.lr,
                                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        schedule = torch.optim.lr_scheduler.MultiStepLR(ctx.optimizer, cfg.milestones(), gamma=1.0 / cfg.lr_factor)
+        self.schedule = torch.optim.lr_scheduler.MultiStepLR(ctx.optimizer, cfg.milestones(),
+                                                             gamma=1.0 / cfg.lr_factor)
         ctx.step = -1
-        epochs = tqdm(range(cfg.epochs), desc=f"phase {task.index}", leave=False, disable=not cfg.progress)
-        for epoch in epochs:
-            ctx.epoch = epoch
-            ctx.model.train()
-            self.emit("before_epoch")
-            loss_sum, steps = torch.zeros((), device=ctx.device), 0
-            for batch in ctx.train_data.train_batches(ctx.train_indices, cfg.batch_size, self.generator):
-                ctx.step += 1
-                ctx.batch = batch
-                with self.autocast:
-                    ctx.out = ctx.model(batch.x)
-                    ctx.losses = method.losses(batch, ctx.out)
-                ctx.loss = sum(ctx.losses.values())
-                self.emit("before_backward")
-                ctx.optimizer.zero_grad(set_to_none=True)
-                ctx.loss.backward()
-                method.after_backward(ctx)
-                self.emit("after_backward")
-                ctx.optimizer.step()
-                self.emit("after_step")
-                loss_sum += ctx.loss.detach().float()
-                steps += 1
-            schedule.step()
-            epoch_loss = float(loss_sum) / max(steps, 1)      # one host sync per epoch
-            self.epoch_losses.append(epoch_loss)
-            epochs.set_postfix(loss=f"{epoch_loss:.3f}")
-            self.emit("after_epoch")
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over memory + new data; returns the mean loss (one host sync per epoch)."""
+        ctx, method = self.ctx, self.method
+        ctx.epoch = epoch
+        ctx.model.train()
+        self.emit("before_epoch")
+        loss_sum, steps = torch.zeros((), device=ctx.device), 0
+        for batch in ctx.train_data.train_batches(ctx.train_indices, ctx.cfg.batch_size, self.generator):
+            ctx.step += 1
+            ctx.batch = batch
+            with self.autocast:
+                ctx.out = ctx.model(batch.x)
+                ctx.losses = method.losses(batch, ctx.out)
+            ctx.loss = sum(ctx.losses.values())
+            self.emit("before_backward")
+            ctx.optimizer.zero_grad(set_to_none=True)
+            ctx.loss.backward()
+            method.after_backward(ctx)
+            self.emit("after_backward")
+            ctx.optimizer.step()
+            self.emit("after_step")
+            loss_sum += ctx.loss.detach().float()
+            steps += 1
+        self.schedule.step()
+        epoch_loss = float(loss_sum) / max(steps, 1)
+        self.epoch_losses.append(epoch_loss)
+        self.emit("after_epoch")
+        return epoch_loss
+
+    def end_phase(self, task) -> None:
+        """Extra stages, memory update, evaluation, then freeze the teacher for the next phase."""
+        ctx = self.ctx
         ctx.batch = ctx.out = ctx.loss = None
         ctx.losses = {}
-
-        method.after_task(ctx)
+        self.method.after_task(ctx)
         self.update_memory(task)
         self.emit("after_task")
         ctx.correct[task.index, : ctx.num_seen] = self.evaluate()

@@ -1,0 +1,127 @@
+"""Probe and DGR overhead, measured side by side in one run.
+
+Prints two ratios of epoch times (median and min over rounds) (phase 1, with a teacher, memory + new data):
+  probes on / probes off   (CE; goal <= 1.03)
+  DGR / CE                 (both with probes off; DGR adds the teacher forward, DAKD and the FC rewrite)
+On CPU it also times the probes from inside (a stopwatch around every probe event), which is exact
+where end-to-end timings carry a few per cent of noise. Configurations are interleaved round by round, in a rotating order, so that drift in machine speed hits
+all of them alike; a second, identical probes-off trainer shows the noise floor of the measurement.
+
+    .venv/bin/python benchmarks/overhead.py                  # ResNet-32 on synthetic CIFAR-sized data
+    .venv/bin/python benchmarks/overhead.py --model small --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from gradlab.config import RunConfig
+from gradlab.data.scenario import Scenario
+from gradlab.methods import build_method
+from gradlab.probes import PROBES, ProbeLog, build_probes
+from gradlab.runner import build_context
+from gradlab.trainer import Trainer, freeze
+
+
+class Stopwatch:
+    """Wraps a callback and adds up the wall time spent inside its events (exact on CPU, where work is
+    synchronous; on CUDA the launches are asynchronous, so only the end-to-end ratio counts there)."""
+
+    def __init__(self, callback):
+        self.callback, self.seconds = callback, 0.0
+
+    def __getattr__(self, event):
+        handler = getattr(self.callback, event)
+
+        def timed(ctx):
+            start = time.perf_counter()
+            handler(ctx)
+            self.seconds += time.perf_counter() - start
+        return timed
+
+
+def phase_one_trainer(cfg: RunConfig, scenario: Scenario, probes: bool) -> Trainer:
+    """A trainer positioned at the start of phase 1 (base head grown, memory filled, teacher frozen)."""
+    method = build_method(cfg.method, cfg)
+    ctx = build_context(cfg, scenario, method)
+    callbacks = [Stopwatch(p) for p in build_probes(list(PROBES) if probes else [], ProbeLog())]
+    trainer = Trainer(ctx, method, callbacks)
+    method.ctx = ctx
+    ctx.correct = np.full((scenario.num_tasks, scenario.num_classes), np.nan)
+    trainer.begin_phase(scenario.tasks[0])
+    trainer.update_memory(scenario.tasks[0])
+    ctx.teacher = freeze(ctx.model)
+    trainer.begin_phase(scenario.tasks[1])
+    return trainer
+
+
+def timed_epoch(trainer: Trainer, epoch: int) -> tuple[float, int]:
+    device = trainer.ctx.device
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start_step = trainer.ctx.step
+    start = time.perf_counter()
+    trainer.train_epoch(epoch)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, trainer.ctx.step - start_step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet32", choices=["resnet32", "small"])
+    parser.add_argument("--max-per-class", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=128)
+    args = parser.parse_args()
+
+    base = dict(scenario="synthetic", order="lt", imbalance=100, base=50, tasks=2, max_per_class=args.max_per_class,
+                model=args.model, epochs=1000, batch_size=args.batch_size, device=args.device, progress=False)
+    scenario = Scenario.from_config(RunConfig(**base).validate())
+    configs = {
+        "ce, probes off": (RunConfig(method="ce", **base).validate(), False),
+        "ce, probes on": (RunConfig(method="ce", **base).validate(), True),
+        "ce, probes off (2)": (RunConfig(method="ce", **base).validate(), False),
+        "dgr, probes off": (RunConfig(method="dgr", **base).validate(), False),
+    }
+    trainers = {}
+    for name, (cfg, probes) in configs.items():
+        torch.manual_seed(0)
+        trainers[name] = phase_one_trainer(cfg, scenario, probes)
+        timed_epoch(trainers[name], 0)   # warm-up epoch, not counted
+    on = trainers["ce, probes on"]
+    for watch in on.callbacks:
+        watch.seconds = 0.0
+    times = {name: [] for name in configs}
+    steps = {}
+    names = list(trainers)
+    for round_ in range(args.rounds):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:   # rotate the order each round
+            seconds, steps[name] = timed_epoch(trainers[name], round_ + 1)
+            times[name].append(seconds)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    device = trainers["ce, probes off"].ctx.device
+    print(f"device {device}, model {args.model}, phase-1 training set {len(trainers['ce, probes off'].ctx.train_indices)} "
+          f"images, {steps['ce, probes off']} steps/epoch, {args.rounds} interleaved rounds (median)")
+    for name in configs:
+        print(f"  {name:18s} {median[name]:8.3f} s/epoch   {1000 * median[name] / steps[name]:8.2f} ms/step")
+    off = times["ce, probes off"] + times["ce, probes off (2)"]   # the two identical twins pooled
+    for label, stat in (("median", statistics.median), ("min", min)):
+        base = stat(off)
+        print(f"[{label:6s}] ratio probes on / off (CE): {stat(times['ce, probes on']) / base:.3f}   (goal <= 1.03)   "
+              f"DGR / CE step time: {stat(times['dgr, probes off']) / base:.3f}   "
+              f"noise floor (twin / twin): {stat(times['ce, probes off (2)']) / stat(times['ce, probes off']):.3f}")
+    if device.type == "cpu":   # in-situ: time inside the probes / the rest of the probes-on epochs
+        inside = sum(watch.seconds for watch in on.callbacks)
+        total = sum(times["ce, probes on"])
+        print(f"[in-situ] time inside probe events: {inside:.3f} s of {total:.1f} s -> "
+              f"ratio probes on / off (CE): {total / (total - inside):.4f}   (goal <= 1.03)")
+
+
+if __name__ == "__main__":
+    main()
