@@ -19,10 +19,10 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# Until the paper-figure pipeline lands: one class-incremental run on generated long-tailed data.
+# The paper figures (2, 5, weight norms) on the offline default: generated long-tailed data, quick CPU
+# settings; runs are cached in runs/cache. The paper's recipe: `gradlab figures --scenario cifar100 --device cuda`.
 figures: $(STAMP)
-	$(BIN)/gradlab run --scenario synthetic --method finetune --order lt --imbalance 100 --base 10 --tasks 3 \
-		--memory 20 --epochs 2 --seed 0 --out runs/demo --overwrite
+	$(BIN)/gradlab figures --quick --out figures
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,4 +1,4 @@
-"""Command line: ``gradlab run [CONFIG.yaml] --flags`` and ``gradlab info``.
+"""Command line: ``gradlab run [CONFIG.yaml] --flags``, ``gradlab figures [--quick]`` and ``gradlab info``.
 
 Flags override the YAML file; the YAML overrides presets; presets override defaults.
 """
@@ -73,6 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="KEY=VALUE", help="a method-specific setting (repeatable)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    figures = sub.add_parser("figures", help="regenerate the paper figures (runs what they need, reusing a cache)")
+    figures.add_argument("--quick", action="store_true",
+                         help="offline CPU settings (small CNN, 6 epochs, n_max 100); default: the paper recipe")
+    figures.add_argument("--scenario", default="synthetic", help="synthetic (default, offline) | digits | cifar100")
+    figures.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    figures.add_argument("--out", default="figures", help="folder for the PNG/PDF/CSV files (default figures/)")
+    figures.add_argument("--cache", default="runs/cache", help="folder of cached runs (default runs/cache)")
+    figures.add_argument("--only", type=lambda t: [f for f in t.split(",") if f], default=None,
+                         help="comma list of figures: fig2,fig5,weight_norms (default: all)")
+    figures.add_argument("--epochs", type=int, default=argparse.SUPPRESS, help="epochs per phase for every run")
+    figures.add_argument("--data-root", dest="data_root", default=argparse.SUPPRESS,
+                         help="folder holding the datasets (cifar100: DATA_ROOT/cifar-100-python)")
+    figures.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("info", help="list scenarios, orders, presets and methods")
     return parser
 
@@ -107,6 +120,17 @@ def command_run(ns: argparse.Namespace) -> int:
     return 0
 
 
+def command_figures(ns: argparse.Namespace) -> int:
+    from gradlab.figures import make_figures
+
+    overrides = {k: getattr(ns, k) for k in ("epochs", "data_root") if hasattr(ns, k)}
+    written = make_figures(out=ns.out, quick=ns.quick, scenario=ns.scenario, device=ns.device, cache_dir=ns.cache,
+                           only=ns.only, progress=not ns.quiet, **overrides)
+    for name, paths in written.items():
+        print(f"{name}: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
 def command_info() -> int:
     from gradlab.data.profiles import ORDERS
     from gradlab.data.scenario import list_scenarios
@@ -131,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ns = build_parser().parse_args(argv)
     try:
-        return command_info() if ns.command == "info" else command_run(ns)
+        commands = {"info": lambda: command_info(), "run": lambda: command_run(ns), "figures": lambda: command_figures(ns)}
+        return commands[ns.command]()
     except (ConfigError, DataError, FileNotFoundError) as err:
         print(f"gradlab: error: {err}", file=sys.stderr)
         return 2

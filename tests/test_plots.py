@@ -1,0 +1,236 @@
+"""gradlab.plots: tables equal independent computations from real runs; figures show those tables."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from matplotlib.figure import Figure
+
+import gradlab
+from gradlab.plots import figures, interactive, tables
+
+METHODS = ("ce", "dgr")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two real 3-task runs on long-tailed digits (plain CE + memory, DGR + DAKD), all probes on."""
+    root = tmp_path_factory.mktemp("plots")
+    return {m: gradlab.run(scenario="digits", tasks=3, imbalance=10, epochs=2, batch_size=32, memory=5,
+                           progress=False, checkpoints=False, method=m, out=str(root / m)) for m in METHODS}
+
+
+def _probe_mean(record, term, phase, cls):
+    """Hand-computed Figure 2 value: mean of the epoch rows of one term for one class in one phase."""
+    p = record.probes
+    values = [v for ph, ep, st, c, t, v in zip(p.phase, p.epoch, p.step, p["class"], p.term.astype(str), p.value)
+              if ph == phase and ep >= 0 and st == -1 and c == cls and t == term]
+    assert values, (term, phase, cls)
+    return float(np.mean(values))
+
+
+def _assert_png_pdf(paths):
+    png, pdf = paths
+    assert png.suffix == ".png" and pdf.suffix == ".pdf"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------- tables
+@pytest.mark.parametrize("method,term", [("ce", "grad_ce"), ("dgr", "grad_ce"), ("dgr", "grad_kd")])
+def test_gradient_magnitudes_equal_hand_means_groups_and_ranks(runs, method, term):
+    record = runs[method]
+    table = tables.gradient_magnitudes(record, term=term)
+    assert list(table.columns) == ["phase", "class", "task", "train_count", "group", "rank", "value"]
+    classes = record.classes.set_index("class")
+    for row in table.itertuples(index=False):
+        assert row.value == pytest.approx(_probe_mean(record, term, row.phase, row[1]), rel=1e-12)
+        assert row.task == classes.loc[row[1], "task"] and row.train_count == classes.loc[row[1], "train_count"]
+        assert row.task <= row.phase
+        assert row.group == ("old" if row.task < row.phase else "new")
+    for phase, frame in table.groupby("phase"):
+        # every class seen in that phase is there, once
+        assert sorted(frame["class"]) == sorted(classes.index[classes.task <= phase])
+        for _, part in frame.groupby("task"):
+            assert list(part["rank"]) == list(range(len(part)))              # sorted by rank
+            counts, ids = part["train_count"].to_numpy(), part["class"].to_numpy()
+            assert all(counts[i] > counts[i + 1] or (counts[i] == counts[i + 1] and ids[i] < ids[i + 1])
+                       for i in range(len(part) - 1))                        # head -> tail, ties by id
+    assert list(table.sort_values(["phase", "task", "rank"]).index) == list(table.index)
+    if term == "grad_ce":
+        assert set(table.phase) == {0, 1, 2} and set(table.group) == {"old", "new"}
+        assert len(table) == 4 + 7 + 10
+
+
+def test_gradient_magnitudes_missing_term_names_it(runs, tmp_path):
+    with pytest.raises(ValueError, match=r"'grad_kd'.*grad_ce"):
+        tables.gradient_magnitudes(runs["ce"], term="grad_kd")          # plain CE has no KD term
+    no_probes = tmp_path / "no_probes"
+    shutil.copytree(runs["ce"].path, no_probes)
+    (no_probes / "probes.parquet").unlink()
+    record = gradlab.load_run(no_probes)
+    with pytest.raises(ValueError, match=r"'grad_ce'.*probes were off"):
+        tables.gradient_magnitudes(record)
+    with pytest.raises(ValueError, match="weight_norm"):
+        tables.weight_norms({"x": record})
+
+
+def test_forgetting_curves_are_facil_average_forgetting(runs):
+    table = tables.forgetting_curves(runs)
+    assert list(table.columns) == ["label", "phase", "forgetting", "accuracy", "average_incremental_accuracy"]
+    assert list(table.label.unique()) == list(METHODS)
+    for label, record in runs.items():
+        frame = table[table.label == label]
+        assert list(frame.phase) == [1, 2]
+        acc = record.accuracy_matrix()                                   # independent FACIL forgetting
+        for t, f in zip(frame.phase, frame.forgetting):
+            expected = np.mean([np.nanmax(acc[:t, u]) - acc[t, u] for u in range(t)])
+            assert f == pytest.approx(expected, abs=1e-12)
+        assert np.allclose(frame.accuracy, record.accuracy_curve(weighted=True)[1:])
+        assert (frame.average_incremental_accuracy == record.summary["average_incremental_accuracy"]).all()
+        assert frame.forgetting.iloc[-1] == pytest.approx(record.summary["average_forgetting"])
+
+
+def test_weight_norms_phase_end_rows(runs):
+    table = tables.weight_norms(runs)
+    assert list(table.columns) == ["label", "class", "task", "train_count", "weight_norm", "bias_abs"]
+    for label, record in runs.items():
+        frame = table[table.label == label].set_index("class")
+        p = record.probes
+        end = p[(p.epoch == -1) & (p.phase == 2)]
+        for term in ("weight_norm", "bias_abs"):
+            rows = end[end.term.astype(str) == term].set_index("class").value.sort_index()
+            assert list(rows.index) == list(range(10)) and np.allclose(frame.loc[rows.index, term], rows)
+        assert (frame.train_count == record.classes.set_index("class").train_count).all()
+    first = tables.weight_norms({"ce": runs["ce"]}, phase=0)
+    assert sorted(first["class"]) == [0, 1, 2, 3] and (first.task == 0).all()
+    assert not np.allclose(first.weight_norm, table[(table.label == "ce") & (table["class"] < 4)].weight_norm)
+
+
+def test_accuracy_curves_both_variants(runs):
+    table = tables.accuracy_curves(runs)
+    for label, record in runs.items():
+        frame = table[table.label == label].sort_values("phase")
+        assert list(frame.phase) == [0, 1, 2]
+        assert np.allclose(frame.acc_all_seen, record.summary["accuracy_per_phase"])
+        assert np.allclose(frame.acc_task_mean, np.nanmean(record.accuracy_matrix(), axis=1))
+
+
+def test_class_forgetting_and_phase_task_matrix(runs):
+    record = runs["ce"]
+    table = tables.class_forgetting(record)
+    acc = record.class_accuracy_matrix()
+    old = record.classes[record.classes.task < 2]
+    assert list(table["class"]) == list(old["class"]) and list(table.shot_group) == list(old.shot_group)
+    for row in table.itertuples(index=False):
+        assert row.forgetting == pytest.approx(np.nanmax(acc[:2, row[0]]) - acc[2, row[0]], abs=1e-12)
+    for kind, matrix in (("accuracy", record.accuracy_matrix()), ("forgetting", record.forgetting_matrix())):
+        frame = tables.phase_task_matrix(record, kind)
+        assert frame.index.name == "phase" and frame.columns.name == "task" and frame.shape == (3, 3)
+        np.testing.assert_array_equal(frame.to_numpy(), matrix)
+    with pytest.raises(ValueError, match="kind"):
+        tables.phase_task_matrix(record, "bwt")
+
+
+# ---------------------------------------------------------------------- static figures
+def test_fig2_bars_per_class_old_hatched_and_files(runs, tmp_path):
+    table = tables.gradient_magnitudes(runs["ce"])
+    fig = figures.fig2(table)
+    assert isinstance(fig, Figure)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 3
+    for ax, (phase, frame) in zip(axes, table.groupby("phase")):
+        bars = ax.patches
+        assert len(bars) == len(frame)
+        assert np.allclose([b.get_height() for b in bars], frame.value)
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(c) for c in frame["class"]]
+        assert [b.get_hatch() == "//" for b in bars] == list(frame.group == "old")
+    paths = figures.save(fig, tmp_path / "sub" / "fig2")
+    assert paths == [tmp_path / "sub" / "fig2.png", tmp_path / "sub" / "fig2.pdf"]
+    _assert_png_pdf(paths)
+
+
+def test_fig5_one_line_per_label_with_acc_legend(runs, tmp_path):
+    table = tables.forgetting_curves(runs)
+    fig = figures.fig5(table)
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == len(runs)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    for label, record in runs.items():
+        aia = 100 * record.summary["average_incremental_accuracy"]
+        assert f"{label} (ACC {aia:.1f}%)" in texts
+    for line, label in zip(ax.get_lines(), runs):
+        assert np.allclose(line.get_ydata(), 100 * table[table.label == label].forgetting)
+    _assert_png_pdf(figures.save(fig, tmp_path / "fig5"))
+    assert len(figures.fig5(runs).axes[0].get_lines()) == 2        # a records mapping works too
+
+
+def test_weight_norms_accuracy_heatmap_scatter_figures(runs, tmp_path):
+    wn = tables.weight_norms(runs)
+    fig = figures.weight_norms(wn)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == list(METHODS)
+    for ax, label in zip(axes, METHODS):
+        assert np.allclose([b.get_height() for b in ax.patches], wn[wn.label == label].weight_norm)
+        assert len({b.get_facecolor() for b in ax.patches}) == 3              # coloured by task
+    _assert_png_pdf(figures.save(fig, tmp_path / "weight_norms"))
+
+    fig = figures.accuracy_curves(tables.accuracy_curves(runs))
+    assert len(fig.axes) == 2 and all(len(ax.get_lines()) == len(runs) for ax in fig.axes)
+
+    matrix = tables.phase_task_matrix(runs["dgr"])
+    fig = figures.heatmap(matrix, "accuracy")
+    annotations = [t.get_text() for t in fig.axes[0].texts]
+    assert len(annotations) == 6 and f"{100 * matrix.iloc[2, 1]:.1f}" in annotations  # lower triangle only
+    _assert_png_pdf(figures.save(fig, tmp_path / "heatmap"))
+
+    cf = tables.class_forgetting(runs["ce"])
+    fig = figures.forgetting_vs_count(cf)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert len(offsets) == len(cf)
+    assert sorted(map(tuple, offsets)) == sorted(zip(cf.train_count.astype(float), cf.forgetting))
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == set(cf.shot_group)
+
+
+def test_figures_reject_bad_tables(runs):
+    with pytest.raises(ValueError, match="value"):
+        figures.fig2(tables.gradient_magnitudes(runs["ce"]).drop(columns="value"))
+    with pytest.raises(ValueError, match="empty"):
+        figures.fig5(tables.forgetting_curves(runs).iloc[:0])
+
+
+# ---------------------------------------------------------------------- interactive
+def test_interactive_figures_one_trace_per_label(runs):
+    labels = list(METHODS)
+    fc = tables.forgetting_curves(runs)
+    fig = interactive.forgetting_curves(fc)
+    assert isinstance(fig, go.Figure) and len(fig.data) == len(labels)
+    for trace, label in zip(fig.data, labels):
+        assert trace.name.startswith(f"{label} (ACC ")
+        assert np.allclose(trace.y, 100 * fc[fc.label == label].forgetting)
+
+    for builder, table, column in ((interactive.weight_norms, tables.weight_norms(runs), "weight_norm"),
+                                   (interactive.accuracy_curves, tables.accuracy_curves(runs), "acc_all_seen")):
+        fig = builder(table)
+        assert [t.name for t in fig.data] == labels
+        scale = 100 if column.startswith("acc") else 1
+        for trace, label in zip(fig.data, labels):
+            assert np.allclose(trace.y, scale * table[table.label == label][column])
+    fig = interactive.accuracy_curves(tables.accuracy_curves(runs), metric="acc_task_mean")
+    assert np.allclose(fig.data[1].y, 100 * np.nanmean(runs["dgr"].accuracy_matrix(), axis=1))
+
+    gm = tables.gradient_magnitudes(runs["dgr"])
+    fig = interactive.gradient_magnitudes(gm)
+    assert len(fig.data) == 1 + 2 + 3                                    # one bar trace per (phase, task)
+    assert sum(len(t.y) for t in fig.data) == len(gm)
+    assert sorted(t.name for t in fig.data if t.showlegend) == ["task 0", "task 1", "task 2"]
+
+    matrix = tables.phase_task_matrix(runs["ce"], "forgetting")
+    fig = interactive.heatmap(matrix, "forgetting")
+    assert len(fig.data) == 1 and fig.layout.title.text == "forgetting"
+    np.testing.assert_allclose(np.asarray(fig.data[0].z, dtype=float), 100 * matrix.to_numpy())
+    with pytest.raises(ValueError, match="lacks columns"):
+        interactive.forgetting_curves(fc.drop(columns="forgetting"))
