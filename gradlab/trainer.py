@@ -144,8 +144,9 @@ class Trainer:
         return torch.cat(chunks) if chunks else torch.empty(0)
 
     def update_memory(self, task) -> None:
-        labels = self.ctx.scenario.train.labels[task.train_indices]
-        new_classes = {int(c): task.train_indices[labels == c] for c in task.classes}
+        candidates = self.method.memory_candidates(task)
+        labels = self.ctx.scenario.train.labels[candidates]
+        new_classes = {int(c): candidates[labels == c] for c in task.classes}
         self.ctx.memory.update(new_classes, features_fn=self.features, phase=task.index)
 
     @torch.no_grad()

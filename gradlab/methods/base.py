@@ -7,6 +7,7 @@ A method is one small class in one file. The trainer calls, in order:
 - ``losses(batch, out)``             every step: named loss terms, summed by the trainer;
 - ``after_backward(ctx)``            every step, after ``backward`` and before the optimizer step;
 - ``after_task(ctx)``                at the end of each phase (extra stages), before the memory update;
+- ``memory_candidates(task)``        optional: the new classes' images the memory may pick from (default all);
 - ``predict(x)``                     at evaluation: logits over the classes seen so far.
 
 ``self.ctx`` is the run's :class:`~gradlab.context.Context`, set before ``before_task``.
@@ -76,6 +77,10 @@ class Method:
 
     def after_task(self, ctx) -> None:
         pass
+
+    def memory_candidates(self, task):
+        """Indices of the new classes' training images the memory may choose from (BiC holds some out)."""
+        return task.train_indices
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

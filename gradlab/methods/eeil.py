@@ -1,0 +1,121 @@
+"""EEIL: "End-to-End Incremental Learning" (Castro et al., ECCV 2018).
+
+specs/baselines.md §3.4 (FACIL / LT-CIL ``src/approach/eeil.py``). Phase 0 is plain CE. In phase t > 0:
+
+- stage a, the trainer's main training on D_t + memory:
+  L = CE(z_all, y) + lambda sum_{old task heads i} BCE(softmax(z_i / T), softmax(z^_i / T)), lambda = 1,
+  T = 2; z_i is head i's block of logits (its task's classes) and the BCE is element-wise between the two
+  probability vectors, averaged over the batch and the head's classes (torch's mean, as FACIL).
+- stage b, balanced fine-tuning (in ``after_task``, via :func:`gradlab.methods.stages.train_stage`):
+  the same loss distilling every old head (teacher: the model of the previous phase), all parameters,
+  SGD at lr = run lr x ``finetune_lr_factor`` with the run's momentum and weight decay, constant lr,
+  ``finetune_epochs`` epochs, on a class-balanced set (``balanced``):
+  ``per_class`` (default, the paper): the old classes' exemplars (herding prefix up to the per-class
+  budget) plus a random ``budget``-sized subset of each new class (classes with fewer images give all);
+  ``facil`` (FACIL / LT-CIL): the old exemplars plus a random subset of D_t of |M_old| images in total,
+  not balanced per class.
+
+Defaults: ``finetune_lr_factor`` 0.1 (the paper starts the fine-tuning at 0.01 when training starts at
+0.1; FACIL's script uses 0.01, i.e. lr 0.001), ``finetune_epochs`` = a quarter of the run's epochs (40 of
+160, FACIL's default; its [80, 120] steps are never reached, hence the constant lr).
+Reference-code quirk behind a switch: ``skip_last_old_head`` (FACIL / LT-CIL stage a distils heads
+0..t-2 only, so the latest old head is not distilled and phase 1 has no distillation; stage b distils all).
+Not reproduced: the optional gradient noise (off by default in FACIL) and the original's temporary
+distillation on new classes (unverified, specs §3.4).
+Method args: ``lambda_kd``, ``temperature``, ``balanced`` (per_class | facil), ``finetune_epochs``,
+``finetune_lr_factor``, ``skip_last_old_head``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gradlab.methods.base import Method, register
+from gradlab.methods.stages import class_balanced_indices, stage_generator, train_stage
+from gradlab.methods.wa import check_bool, check_temperature
+
+BALANCED = ("per_class", "facil")
+
+
+def softmax_bce(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean element-wise BCE(p, q) between p = softmax(student/T) and q = softmax(teacher/T); logs clamped
+    at -100 as torch's ``binary_cross_entropy`` (written out so that it is safe under autocast)."""
+    p = F.softmax(student.float() / temperature, dim=1)
+    q = F.softmax(teacher.float() / temperature, dim=1)
+    return -(q * p.log().clamp_min(-100) + (1 - q) * (1 - p).log().clamp_min(-100)).mean()
+
+
+@register
+class EEIL(Method):
+    """EEIL (Castro et al., ECCV 2018): CE + per-head softmax-BCE distillation, then balanced fine-tuning."""
+
+    name = "eeil"
+
+    def __init__(self, cfg, lambda_kd: float = 1.0, temperature: float = 2.0, balanced: str = "per_class",
+                 finetune_epochs: int | None = None, finetune_lr_factor: float = 0.1,
+                 skip_last_old_head: bool = False):
+        super().__init__(cfg)
+        from gradlab.config import ConfigError
+
+        if isinstance(lambda_kd, bool) or not isinstance(lambda_kd, (int, float)) or lambda_kd < 0:
+            raise ConfigError(f"method_args.lambda_kd must be a number >= 0, got {lambda_kd!r}")
+        if balanced not in BALANCED:
+            raise ConfigError(f"method_args.balanced must be one of {list(BALANCED)}, got {balanced!r}")
+        if finetune_epochs is not None and (isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int)
+                                            or finetune_epochs < 0):
+            raise ConfigError(f"method_args.finetune_epochs must be an integer >= 0 or null (a quarter of the "
+                              f"run's epochs), got {finetune_epochs!r}")
+        if isinstance(finetune_lr_factor, bool) or not isinstance(finetune_lr_factor, (int, float)) \
+                or finetune_lr_factor <= 0:
+            raise ConfigError(f"method_args.finetune_lr_factor must be a number > 0, got {finetune_lr_factor!r}")
+        self.lambda_kd, self.temperature = float(lambda_kd), check_temperature(temperature)
+        self.balanced = balanced
+        self.finetune_epochs = (max(1, round(cfg.epochs / 4)) if finetune_epochs is None else finetune_epochs)
+        self.finetune_lr_factor = float(finetune_lr_factor)
+        self.skip_last_old_head = check_bool("skip_last_old_head", skip_last_old_head)
+        self.finetune_losses: list[float] = []
+
+    # ------------------------------------------------------------------ the loss
+    def _terms(self, batch, out, heads: int) -> dict[str, torch.Tensor]:
+        """CE over every seen class + distillation of the first ``heads`` task heads."""
+        ctx = self.ctx
+        logits = out.logits.float()
+        terms = {"ce": F.cross_entropy(logits, batch.y)}
+        if heads > 0:
+            with torch.no_grad():
+                teacher = ctx.teacher(batch.x).logits.float()
+            sizes = ctx.model.head.task_sizes[:heads]
+            bounds = np.concatenate([[0], np.cumsum(sizes)])
+            terms["kd"] = self.lambda_kd * sum(
+                softmax_bce(logits[:, a:b], teacher[:, a:b], self.temperature) for a, b in zip(bounds[:-1], bounds[1:]))
+        return terms
+
+    def losses(self, batch, out):
+        heads = self.ctx.phase - 1 if self.skip_last_old_head else self.ctx.phase
+        return self._terms(batch, out, max(heads, 0))
+
+    # ------------------------------------------------------------------ stage b
+    def balanced_indices(self, ctx) -> np.ndarray:
+        """Stage b's training set: old exemplars + a (class-)balanced subset of the new data."""
+        labels = ctx.scenario.train.labels
+        generator = stage_generator(ctx, "eeil-balanced")
+        new = ctx.task.train_indices
+        if self.balanced == "facil":
+            old = ctx.memory.indices()
+            order = torch.randperm(len(new), generator=generator).numpy()
+            return np.concatenate([old, new[order[:len(old)]]]).astype(np.int64)
+        budget = ctx.memory.budget_per_class(ctx.num_seen)
+        old = [ctx.memory.for_class(c)[:budget] for c in range(ctx.num_old) if c in ctx.memory.counts()]
+        return np.concatenate([*old, class_balanced_indices(labels, new, budget, generator)]).astype(np.int64)
+
+    def after_task(self, ctx) -> None:
+        if ctx.phase == 0 or self.finetune_epochs == 0:
+            return
+        indices = self.balanced_indices(ctx)
+        params = [p for p in ctx.model.parameters() if p.requires_grad]
+        self.finetune_losses = train_stage(
+            ctx, params, lambda batch, out: sum(self._terms(batch, out, ctx.phase).values()), indices,
+            epochs=self.finetune_epochs, lr=ctx.cfg.lr * self.finetune_lr_factor, momentum=ctx.cfg.momentum,
+            weight_decay=ctx.cfg.weight_decay, name="eeil-balanced")
+        ctx.extras["eeil_finetune"] = {"images": int(len(indices)), "losses": self.finetune_losses}

@@ -1,0 +1,145 @@
+"""iCaRL: "iCaRL: Incremental Classifier and Representation Learning" (Rebuffi et al., CVPR 2017).
+
+specs/baselines.md §3.3.
+
+Training loss (``loss``):
+
+- ``ce_kd`` (default; FACIL / LT-CIL, what the DGR paper's iCaRL baseline ran):
+  L = CE(z_all, y) + lambda sum_{j old} BCE(sigmoid(z_j), sigmoid(z^_j)), each BCE the batch mean of
+  one old class's column, summed over the old classes, lambda = 1 (z^: the frozen previous model).
+- ``sigmoid`` (the paper's formulation): sigmoid BCE on every seen class, one-hot targets on the new
+  classes' columns and the previous model's sigmoid outputs on the old ones; summed over the classes and
+  averaged over the batch (the same scale as ``ce_kd``). Reported as terms ``ce`` (new columns) and
+  ``kd`` (old columns).
+
+Classifier (``classifier``): ``nme`` (default, the paper's nearest-mean-of-exemplars) or ``cnn`` (argmax
+of the logits; both are reported in the literature, e.g. PODNet's CNN / NME columns).
+NME: mu_y = normalise(mean over y's exemplars of normalise(phi(x))), features in eval mode without
+augmentation; with ``flip_means`` the horizontally flipped exemplars join the mean (the paper and LUCIR's
+code; FACIL does not); by default flips are used exactly when the data use flip augmentation (CIFAR yes,
+digits no). Prediction: argmin_y ||normalise(phi(x)) - mu_y||^2, returned as the score -||.||^2.
+The means need the exemplars chosen after this phase, and the trainer updates the memory after
+``after_task``: they are computed at the first prediction after the memory changed (``after_task`` marks
+them stale), i.e. before the phase's evaluation, as FACIL computes them right after herding.
+
+Not reproduced: LT-CIL's iCaRL patience schedule (lr / 10 when the validation loss stalls for 5 epochs,
+stop below 1e-4; specs §3.3, §4.2). The run's step schedule is used.
+Method args: ``loss`` (ce_kd | sigmoid), ``classifier`` (nme | cnn), ``flip_means`` (true | false | null),
+``lambda_kd`` (1).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gradlab.methods.base import Method, register
+
+LOSSES = ("ce_kd", "sigmoid")
+CLASSIFIERS = ("nme", "cnn")
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x.float(), p=2, dim=1)
+
+
+def nme_scores(features: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """-||normalise(f) - mu_y||^2 for every class y (argmax = nearest mean); ``means`` already unit length."""
+    f = normalise(features)
+    return -((f * f).sum(1, keepdim=True) - 2 * f @ means.T + (means * means).sum(1)[None, :])
+
+
+@register
+class ICaRL(Method):
+    """iCaRL (Rebuffi et al., CVPR 2017): CE + sigmoid-BCE distillation, nearest-mean-of-exemplars classifier."""
+
+    name = "icarl"
+
+    def __init__(self, cfg, loss: str = "ce_kd", classifier: str = "nme", flip_means: bool | None = None,
+                 lambda_kd: float = 1.0):
+        super().__init__(cfg)
+        from gradlab.config import ConfigError
+
+        if loss not in LOSSES:
+            raise ConfigError(f"method_args.loss must be one of {list(LOSSES)}, got {loss!r}")
+        if classifier not in CLASSIFIERS:
+            raise ConfigError(f"method_args.classifier must be one of {list(CLASSIFIERS)}, got {classifier!r}")
+        if flip_means is not None and not isinstance(flip_means, bool):
+            raise ConfigError(f"method_args.flip_means must be true, false or null (follow the data's flip "
+                              f"augmentation), got {flip_means!r}")
+        if isinstance(lambda_kd, bool) or not isinstance(lambda_kd, (int, float)) or lambda_kd < 0:
+            raise ConfigError(f"method_args.lambda_kd must be a number >= 0, got {lambda_kd!r}")
+        no_memory = cfg is not None and (cfg.memory_total == 0 or (cfg.memory_total is None and cfg.memory == 0))
+        if classifier == "nme" and no_memory:
+            raise ConfigError("method_args.classifier 'nme' needs exemplars (memory > 0 or memory_total > 0); "
+                              "allowed with memory 0: 'cnn'")
+        self.loss, self.classifier, self.flip_means = loss, classifier, flip_means
+        self.lambda_kd = float(lambda_kd)
+        self.means: torch.Tensor | None = None
+        self._means_key = None
+
+    # ------------------------------------------------------------------ training
+    def losses(self, batch, out):
+        ctx = self.ctx
+        logits = out.logits.float()
+        num_old = ctx.num_old
+        teacher = None
+        if num_old:
+            with torch.no_grad():
+                teacher = torch.sigmoid(ctx.teacher(batch.x).logits.float())
+        if self.loss == "ce_kd":
+            terms = {"ce": F.cross_entropy(logits, batch.y)}
+            if teacher is not None:
+                bce = F.binary_cross_entropy_with_logits(logits[:, :num_old], teacher, reduction="none")
+                terms["kd"] = self.lambda_kd * bce.mean(0).sum()
+            return terms
+        # the paper's loss: one sigmoid BCE per class column
+        onehot = F.one_hot(batch.y, logits.shape[1]).float()
+        bce_new = F.binary_cross_entropy_with_logits(logits[:, num_old:], onehot[:, num_old:], reduction="none")
+        terms = {"ce": bce_new.sum(1).mean()}
+        if teacher is not None:
+            bce_old = F.binary_cross_entropy_with_logits(logits[:, :num_old], teacher, reduction="none")
+            terms["kd"] = self.lambda_kd * bce_old.sum(1).mean()
+        return terms
+
+    def after_task(self, ctx) -> None:
+        self.means, self._means_key = None, None   # recomputed from the updated memory at the next prediction
+
+    # ------------------------------------------------------------------ NME
+    def uses_flips(self) -> bool:
+        return bool(self.ctx.train_data.flip) if self.flip_means is None else self.flip_means
+
+    @torch.no_grad()
+    def class_means(self) -> torch.Tensor:
+        """(num_seen, d) unit-length means of the normalised exemplar features (and their flips)."""
+        ctx = self.ctx
+        num_seen = ctx.num_seen
+        counts = ctx.memory.counts()
+        missing = [c for c in range(num_seen) if counts.get(c, 0) == 0]
+        if missing:
+            raise RuntimeError(f"iCaRL's NME classifier has no exemplars for classes {missing}; use a larger "
+                               "memory or method_args.classifier=cnn")
+        indices = np.concatenate([ctx.memory.for_class(c) for c in range(num_seen)])
+        was_training = ctx.model.training
+        ctx.model.eval()
+        sums, counts_t = None, torch.zeros(num_seen, device=ctx.device)
+        views = (False, True) if self.uses_flips() else (False,)
+        for batch in ctx.train_data.eval_batches(indices):
+            for flipped in views:
+                f = normalise(ctx.model(batch.x.flip(-1) if flipped else batch.x).features)
+                if sums is None:
+                    sums = torch.zeros(num_seen, f.shape[1], device=f.device)
+                sums.index_add_(0, batch.y, f)
+                counts_t.index_add_(0, batch.y, torch.ones_like(batch.y, dtype=torch.float32))
+        ctx.model.train(was_training)
+        return normalise(sums / counts_t[:, None])
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.ctx.model(x)
+        if self.classifier == "cnn":
+            return out.logits
+        key = (self.ctx.phase, tuple(sorted(self.ctx.memory.counts().items())))
+        if self.means is None or self._means_key != key:
+            self.means, self._means_key = self.class_means(), key
+        return nme_scores(out.features, self.means)

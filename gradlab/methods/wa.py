@@ -1,0 +1,96 @@
+"""WA: "Maintaining Discrimination and Fairness in Class Incremental Learning" (Zhao et al., CVPR 2020).
+
+specs/baselines.md §3.6 (paper quotes; PyCIL ``models/wa.py`` for the code):
+
+- loss in phase t > 0 on D_t + memory: L = (1 - lambda) CE(z_all, y) + lambda KD_T(z_old, z^_old),
+  lambda = C_old / (C_old + C_new), T = 2, KD_T the soft cross-entropy -sum softmax(z^/T) log softmax(z/T)
+  averaged over the batch, without a T^2 factor. Phase 0: plain CE.
+- weight aligning after every incremental phase (not after the base phase): gamma = mean_{old} ||w_j||_2 /
+  mean_{new} ||w_j||_2 and w_j <- gamma w_j for the new rows; the bias is left alone. It runs in
+  ``after_task``, so the aligned model is evaluated, herds the memory and becomes the next teacher.
+- weight clipping (``clip``, on by default as in the paper): after every optimizer step of the main
+  training the classifier weights are clamped to >= 0 (the features after ReLU + pooling are >= 0).
+  PyCIL leaves it out: ``clip=false`` gives the reference-code variant.
+
+PyCIL calls the aligning twice per task; the second call is a near no-op (gamma ~ 1), not reproduced.
+Method args: ``temperature`` (2), ``clip`` (true | false).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from gradlab.methods.base import Method, register
+
+
+def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """KD_T: mean over the batch of -sum_j softmax(teacher/T)_j log softmax(student/T)_j (no T^2).
+
+    The LwF / BiC / WA distillation term (specs/baselines.md §3.2, §3.5, §3.6); its gradient equals that
+    of KL(q || p), its value exceeds KL by the teacher's entropy.
+    """
+    q = F.softmax(teacher.float() / temperature, dim=1)
+    return -(q * F.log_softmax(student.float() / temperature, dim=1)).sum(1).mean()
+
+
+def align_weights(weight: torch.Tensor, num_old: int) -> float:
+    """Scale rows ``num_old:`` in place so their mean L2 norm equals that of rows ``:num_old``; returns gamma."""
+    norms = torch.linalg.vector_norm(weight.detach().float(), dim=1)
+    gamma = norms[:num_old].mean() / norms[num_old:].mean().clamp_min(1e-12)
+    with torch.no_grad():
+        weight[num_old:] *= gamma.to(weight.dtype)
+    return float(gamma)
+
+
+def check_temperature(value) -> float:
+    from gradlab.config import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"method_args.temperature must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def check_bool(field: str, value) -> bool:
+    from gradlab.config import ConfigError
+
+    if not isinstance(value, bool):
+        raise ConfigError(f"method_args.{field} must be true or false, got {value!r}")
+    return value
+
+
+@register
+class WA(Method):
+    """WA (Zhao et al., CVPR 2020): KD + weight aligning of the new classifier rows after each phase."""
+
+    name = "wa"
+
+    def __init__(self, cfg, temperature: float = 2.0, clip: bool = True):
+        super().__init__(cfg)
+        self.temperature = check_temperature(temperature)
+        self.clip = check_bool("clip", clip)
+        self._clipping_optimizer = None
+
+    def before_task(self, ctx) -> None:
+        self.lam = ctx.num_old / ctx.num_seen if ctx.phase > 0 else 0.0
+
+    def _clip_weights(self, optimizer, args, kwargs) -> None:
+        with torch.no_grad():
+            self.ctx.model.head.weight.clamp_(min=0)
+
+    def losses(self, batch, out):
+        ctx = self.ctx
+        if self.clip and self._clipping_optimizer is not ctx.optimizer:   # a new optimizer each phase
+            ctx.optimizer.register_step_post_hook(self._clip_weights)
+            self._clipping_optimizer = ctx.optimizer
+        logits = out.logits.float()
+        ce = F.cross_entropy(logits, batch.y)
+        if ctx.phase == 0:
+            return {"ce": ce}
+        with torch.no_grad():
+            teacher = ctx.teacher(batch.x).logits.float()
+        kd = soft_cross_entropy(logits[:, :ctx.num_old], teacher, self.temperature)
+        return {"ce": (1 - self.lam) * ce, "kd": self.lam * kd}
+
+    def after_task(self, ctx) -> None:
+        if ctx.phase > 0:
+            ctx.extras["wa_gamma"] = align_weights(ctx.model.head.weight, ctx.num_old)
