@@ -1,4 +1,4 @@
-"""Command line: ``gradlab run [CONFIG.yaml] --flags``, ``gradlab figures [--quick]`` and ``gradlab info``.
+"""Command line: ``gradlab run [CONFIG.yaml] --flags``, ``gradlab figures [--quick]``, ``gradlab compare --methods a,b`` and ``gradlab info``.
 
 Flags override the YAML file; the YAML overrides presets; presets override defaults.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from gradlab.config import PRESETS, ConfigError, RunConfig
 
@@ -86,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--data-root", dest="data_root", default=argparse.SUPPRESS,
                          help="folder holding the datasets (cifar100: DATA_ROOT/cifar-100-python)")
     figures.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare = sub.add_parser("compare", help="run several methods on one scenario and tabulate them")
+    compare.add_argument("config", nargs="?", help="YAML file with RunConfig keys (flags override it)")
+    compare.add_argument("--methods", required=True, type=lambda t: [m for m in t.split(",") if m],
+                         help="comma list of registered methods (see `gradlab info`)")
+    for flag, (dest, kind, text) in RUN_FLAGS.items():
+        if flag not in ("--method", "--out"):
+            compare.add_argument(flag, dest=dest, type=kind, default=argparse.SUPPRESS, help=text)
+    compare.add_argument("--preset", dest="presets", action="append", default=argparse.SUPPRESS,
+                         help=f"apply a preset (repeatable): {', '.join(sorted(PRESETS))}")
+    compare.add_argument("--out", default="runs/compare", help="folder for comparison.{csv,md} and the figure")
+    compare.add_argument("--cache", default="runs/cache", help="folder of cached runs (default runs/cache)")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("info", help="list scenarios, orders, presets and methods")
     return parser
 
@@ -131,6 +144,19 @@ def command_figures(ns: argparse.Namespace) -> int:
     return 0
 
 
+def command_compare(ns: argparse.Namespace) -> int:
+    from gradlab.compare import compare
+
+    skip = ("command", "config", "methods", "out", "cache", "quiet")
+    values = {k: v for k, v in vars(ns).items() if k not in skip}
+    settings = RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
+    settings = {k: v for k, v in settings.to_dict().items() if k not in ("method", "method_args", "out", "progress")}
+    table = compare(ns.methods, out=ns.out, cache_dir=ns.cache, progress=not ns.quiet, **settings)
+    print((Path(ns.out) / "comparison.md").read_text())
+    print(f"written: {ns.out}/comparison.csv, comparison.md, accuracy_curves.png/.pdf/.csv ({len(table)} methods)")
+    return 0
+
+
 def command_info() -> int:
     from gradlab.data.profiles import ORDERS
     from gradlab.data.scenario import list_scenarios
@@ -155,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ns = build_parser().parse_args(argv)
     try:
-        commands = {"info": lambda: command_info(), "run": lambda: command_run(ns), "figures": lambda: command_figures(ns)}
+        commands = {"info": lambda: command_info(), "run": lambda: command_run(ns), "figures": lambda: command_figures(ns),
+                    "compare": lambda: command_compare(ns)}
         return commands[ns.command]()
     except (ConfigError, DataError, FileNotFoundError) as err:
         print(f"gradlab: error: {err}", file=sys.stderr)

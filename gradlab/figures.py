@@ -143,14 +143,14 @@ def make_figures(out: str | Path = "figures", quick: bool = True, scenario: str 
         else:
             table = T.weight_norms(runs)
             fig = F.weight_norms(table)
-        written[name] = _write(out / FILE_NAMES[name], fig, table)
+        written[name] = write_figure(out / FILE_NAMES[name], fig, table)
     readme = out / "README.md"
     write_text(readme, figures_readme(configs, records, quick, time.perf_counter() - start))
     written["README"] = [readme]
     return written
 
 
-def _write(stem: Path, fig, table) -> list[Path]:
+def write_figure(stem: Path, fig, table) -> list[Path]:
     """PNG (150 dpi), PDF and the CSV behind the figure, each written atomically."""
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf"), stem.with_suffix(".csv")]
     atomic_write(paths[0], lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))

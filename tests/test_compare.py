@@ -1,0 +1,61 @@
+"""`gradlab compare`: one run per method on identical settings, a table, markdown and a figure."""
+import pandas as pd
+import pytest
+
+import gradlab
+from gradlab.cli import main
+from gradlab.compare import COLUMNS, compare, comparison_configs
+from gradlab.config import ConfigError
+
+SMALL = dict(scenario="digits", tasks=3, imbalance=10, epochs=2, batch_size=32, memory=5, checkpoints=False)
+
+
+def test_compare_writes_a_table_that_matches_the_runs(tmp_path):
+    table = compare(["finetune", "dgr"], out=tmp_path / "cmp", cache_dir=tmp_path / "cache", **SMALL)
+    assert list(table.method) == ["finetune", "dgr"]
+    for _, row in table.iterrows():
+        runs = [gradlab.load_run(p) for p in (tmp_path / "cache").iterdir()]
+        record = next(r for r in runs if r.config.method == row.method)
+        for key in COLUMNS:
+            expected = record.summary[key]
+            assert (pd.isna(row[key]) and expected is None) or row[key] == pytest.approx(expected)
+        assert record.config.tasks == 3 and record.config.seed == 0
+    csv = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert list(csv.method) == ["finetune", "dgr"]
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| `dgr` |" in md and "| `finetune` |" in md and "scenario digits" in md
+    aia = table.set_index("method").average_incremental_accuracy
+    assert f"{100 * aia['dgr']:.1f}" in md
+    curves = pd.read_csv(tmp_path / "cmp" / "accuracy_curves.csv")
+    assert set(curves.label) == {"finetune", "dgr"} and set(curves.phase) == {0, 1, 2}
+    assert (tmp_path / "cmp" / "accuracy_curves.png").stat().st_size > 0
+
+
+def test_every_method_gets_the_same_settings():
+    configs = comparison_configs(["finetune", "dgr"], method_args={"dgr": {"distillation": "kd"}}, **SMALL)
+    a, b = (cfg.to_dict() for cfg in configs.values())
+    differ = {k for k in a if a[k] != b[k]}
+    assert differ == {"method", "method_args"}
+    assert configs["dgr"].method_args == {"distillation": "kd"}
+
+
+def test_bad_methods_fail_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match="methods:.*nope"):
+        compare(["finetune", "nope"], out=tmp_path / "a", cache_dir=tmp_path / "c", **SMALL)
+    with pytest.raises(ConfigError, match="methods: give at least one"):
+        compare([], out=tmp_path / "a", cache_dir=tmp_path / "c", **SMALL)
+    with pytest.raises(ConfigError, match="method_args.distillation"):
+        compare(["dgr"], method_args={"dgr": {"distillation": "x"}}, out=tmp_path / "a", cache_dir=tmp_path / "c",
+                **SMALL)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def test_cli_compare(tmp_path, capsys):
+    args = ["compare", "--methods", "finetune,ce", "--scenario", "digits", "--tasks", "3", "--imbalance", "10",
+            "--epochs", "1", "--batch-size", "32", "--memory", "5", "--quiet",
+            "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| `ce` |" in printed and "comparison.csv" in printed
+    assert main(["compare", "--methods", "zzz", "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
