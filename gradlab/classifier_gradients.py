@@ -7,6 +7,9 @@ grad_{W_j} L = sum_b (dL/dz_bj) F_b, i.e. G = (dL/dz)^T F, and grad_{b_j} L = su
 
 DGR's gradient rewrite and the gradient probe both read these; the result of a step is cached on the
 context so that the two share one computation.
+
+A head whose logits are not linear in its rows (LUCIR's :class:`~gradlab.models.heads.CosineHead`) provides
+``logit_row_gradients(dz, features) -> (weight_grad, bias_grad)``; it is used instead of dz^T F.
 """
 from __future__ import annotations
 
@@ -26,8 +29,9 @@ class RowGradients(NamedTuple):
         return torch.linalg.vector_norm(self.weight, dim=1)
 
 
-def row_gradients(loss: torch.Tensor, logits: torch.Tensor, features: torch.Tensor) -> RowGradients:
-    """Classifier-row gradients of ``loss`` through ``logits = features W^T + b`` (graph kept)."""
+def row_gradients(loss: torch.Tensor, logits: torch.Tensor, features: torch.Tensor, head=None) -> RowGradients:
+    """Classifier-row gradients of ``loss`` through ``logits = features W^T + b`` (graph kept), or through
+    ``head.logit_row_gradients`` when the head has one (e.g. a cosine head)."""
     if not loss.requires_grad:   # a term that does not depend on the logits (e.g. feature distillation)
         zeros = logits.new_zeros(logits.shape[1], dtype=torch.float32)
         return RowGradients(zeros[:, None].expand(-1, features.shape[1]).clone(), zeros)
@@ -35,6 +39,9 @@ def row_gradients(loss: torch.Tensor, logits: torch.Tensor, features: torch.Tens
     if dz is None:
         dz = torch.zeros_like(logits)
     dz = dz.float()
+    custom = getattr(head, "logit_row_gradients", None)
+    if custom is not None:
+        return RowGradients(*custom(dz, features))
     return RowGradients(dz.T @ features.detach().float(), dz.sum(0))
 
 
@@ -47,6 +54,6 @@ def step_row_gradients(ctx, losses: dict[str, torch.Tensor], out) -> dict[str, R
         cache = {}
     for name, loss in losses.items():
         if name not in cache:
-            cache[name] = row_gradients(loss, out.logits, out.features)
+            cache[name] = row_gradients(loss, out.logits, out.features, getattr(ctx.model, "head", None))
     ctx.extras["row_gradients"] = (key, cache)
     return {name: cache[name] for name in losses}

@@ -2,7 +2,6 @@
 any file is written, so a bad setting leaves nothing behind."""
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import tempfile

@@ -2,7 +2,6 @@
 import shutil
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from matplotlib.figure import Figure

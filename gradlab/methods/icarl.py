@@ -29,18 +29,14 @@ Method args: ``loss`` (ce_kd | sigmoid), ``classifier`` (nme | cnn), ``flip_mean
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gradlab.methods.base import Method, register
+from gradlab.methods.nme import current_means, exemplar_class_means, normalise
 
 LOSSES = ("ce_kd", "sigmoid")
 CLASSIFIERS = ("nme", "cnn")
-
-
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    return F.normalize(x.float(), p=2, dim=1)
 
 
 def nme_scores(features: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -109,37 +105,13 @@ class ICaRL(Method):
     def uses_flips(self) -> bool:
         return bool(self.ctx.train_data.flip) if self.flip_means is None else self.flip_means
 
-    @torch.no_grad()
     def class_means(self) -> torch.Tensor:
         """(num_seen, d) unit-length means of the normalised exemplar features (and their flips)."""
-        ctx = self.ctx
-        num_seen = ctx.num_seen
-        counts = ctx.memory.counts()
-        missing = [c for c in range(num_seen) if counts.get(c, 0) == 0]
-        if missing:
-            raise RuntimeError(f"iCaRL's NME classifier has no exemplars for classes {missing}; use a larger "
-                               "memory or method_args.classifier=cnn")
-        indices = np.concatenate([ctx.memory.for_class(c) for c in range(num_seen)])
-        was_training = ctx.model.training
-        ctx.model.eval()
-        sums, counts_t = None, torch.zeros(num_seen, device=ctx.device)
-        views = (False, True) if self.uses_flips() else (False,)
-        for batch in ctx.train_data.eval_batches(indices):
-            for flipped in views:
-                f = normalise(ctx.model(batch.x.flip(-1) if flipped else batch.x).features)
-                if sums is None:
-                    sums = torch.zeros(num_seen, f.shape[1], device=f.device)
-                sums.index_add_(0, batch.y, f)
-                counts_t.index_add_(0, batch.y, torch.ones_like(batch.y, dtype=torch.float32))
-        ctx.model.train(was_training)
-        return normalise(sums / counts_t[:, None])
+        return exemplar_class_means(self.ctx, self.uses_flips(), "iCaRL")
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         out = self.ctx.model(x)
         if self.classifier == "cnn":
             return out.logits
-        key = (self.ctx.phase, tuple(sorted(self.ctx.memory.counts().items())))
-        if self.means is None or self._means_key != key:
-            self.means, self._means_key = self.class_means(), key
-        return nme_scores(out.features, self.means)
+        return nme_scores(out.features, current_means(self, self.uses_flips(), "iCaRL"))

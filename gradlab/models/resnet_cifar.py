@@ -4,8 +4,14 @@ Three stages of 5 BasicBlocks (16/32/64 channels, strides 1/2/2), option-B short
 when the shape changes), global average pooling to a 64-d feature, Kaiming-normal init. No classifier:
 the incremental head lives in :mod:`gradlab.models.heads`. ``last_relu=False`` drops the ReLU after the
 very last block, as LUCIR and PODNet do.
+
+Both backbones also have ``forward_stages(x) -> (stage_maps, feature)``: the output map of each of the
+three stages (B x C x H x W; the last one is the final block's output, after its ReLU if ``last_relu``)
+and the pooled feature, equal to ``forward(x)``. PODNet's POD-spatial distillation reads the maps.
 """
 from __future__ import annotations
+
+from itertools import accumulate
 
 import torch
 from torch import nn
@@ -36,6 +42,7 @@ class ResNetCifar(nn.Module):
     def __init__(self, blocks_per_stage: int = 5, in_channels: int = 3, last_relu: bool = True):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.blocks_per_stage = blocks_per_stage
         layers, width = [], 16
         for stage, (channels, stride) in enumerate([(16, 1), (32, 2), (64, 2)]):
             for i in range(blocks_per_stage):
@@ -55,6 +62,15 @@ class ResNetCifar(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.layers(self.stem(x))).flatten(1)
 
+    def forward_stages(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The output map of each stage (16/32/64 channels) and the pooled feature (= ``forward(x)``)."""
+        x, stages = self.stem(x), []
+        for i, block in enumerate(self.layers, start=1):
+            x = block(x)
+            if i % self.blocks_per_stage == 0:
+                stages.append(x)
+        return stages, self.pool(x).flatten(1)
+
 
 def resnet32(in_channels: int = 3, last_relu: bool = True) -> ResNetCifar:
     return ResNetCifar(5, in_channels, last_relu)
@@ -72,8 +88,9 @@ class SmallConvNet(nn.Module):
         def block(cin, cout, stride, relu=True):
             return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)] + ([nn.ReLU()] if relu else [])
 
-        self.body = nn.Sequential(*block(in_channels, 16, 1), *block(16, 32, 2), *block(32, 64, 2, relu=last_relu),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        blocks = [block(in_channels, 16, 1), block(16, 32, 2), block(32, 64, 2, relu=last_relu)]
+        self.body = nn.Sequential(*[m for b in blocks for m in b], nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.stage_ends = list(accumulate(len(b) for b in blocks))   # body position just after each block
         self.out_dim = 64
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -81,3 +98,12 @@ class SmallConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+    def forward_stages(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The output map of each conv block (16/32/64 channels) and the pooled feature (= ``forward(x)``)."""
+        stages = []
+        for i, module in enumerate(self.body[: self.stage_ends[-1]], start=1):
+            x = module(x)
+            if i in self.stage_ends:
+                stages.append(x)
+        return stages, self.body[self.stage_ends[-1]:](x)

@@ -7,7 +7,6 @@ Reweighting: Towards Imbalanced Class-Incremental Learning", CVPR 2024. :func:`s
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
