@@ -1,0 +1,255 @@
+"""The explorer in a real browser: JupyterLab + headless Chromium (Playwright), no network.
+
+A private JupyterLab serves a temp folder holding ``04_explorer.ipynb`` with tiny settings and
+``run_now = True``; Chromium opens it, runs every cell from the Run menu, and the test checks that the
+widgets render, the run finishes ("done" in the status line) and plotly plots appear. A screenshot is
+saved under the test's tmp folder (``explorer.png``, ``explorer_widget.png``). The server and its
+kernels are always shut down. Without Chromium the test fails (it never skips): install it with
+``apt-get install -y chromium`` (``.ci/run`` does) or point ``GRADLAB_CHROMIUM`` at a binary.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "04_explorer.ipynb"
+TINY = {"scenario": "digits", "epochs": 1, "tasks": 3, "run_now": True, "runs_dir": "runs"}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+SERVER_START_S = 180
+RUN_S = 600
+
+
+def chromium_path() -> str:
+    for candidate in (os.environ.get("GRADLAB_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium",
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail("Chromium is not installed: the browser test needs it (Debian/Ubuntu: "
+                "`apt-get install -y chromium`; .ci/run installs it), or set GRADLAB_CHROMIUM=/path/to/chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny_notebook(folder: Path) -> Path:
+    """04_explorer.ipynb with the tiny settings appended to its parameters cell."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    assert "parameters" in cell.metadata.get("tags", [])
+    cell.source += "\n\n# tiny settings for the browser test\n" + "\n".join(f"{k} = {v!r}" for k, v in TINY.items())
+    path = folder / NOTEBOOK.name
+    nbformat.write(nb, path)
+    return path
+
+
+def jupyter_env(base: Path) -> dict:
+    """Private config/data/runtime/settings folders; no news fetching, no update checks."""
+    env = dict(os.environ)
+    dirs = {name: base / name for name in ("config", "data", "runtime", "settings", "workspaces", "ipython")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    (dirs["config"] / "labconfig").mkdir()
+    (dirs["config"] / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    (dirs["config"] / "jupyter_server_config.json").write_text(json.dumps(
+        {"LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}))
+    env.update(JUPYTER_CONFIG_DIR=str(dirs["config"]), JUPYTER_DATA_DIR=str(dirs["data"]),
+               JUPYTER_RUNTIME_DIR=str(dirs["runtime"]), JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
+               JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]), IPYTHONDIR=str(dirs["ipython"]),
+               JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1")
+    env.pop("PLOTLY_RENDERER", None)
+    return env
+
+
+def get(url: str, timeout: float = 5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+class Lab:
+    """A JupyterLab server on a free localhost port, serving ``root``."""
+
+    def __init__(self, root: Path, base: Path):
+        self.port, self.token = free_port(), secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = base / "jupyter.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+             "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
+             "--ServerApp.open_browser=False", *(["--allow-root"] if os.geteuid() == 0 else [])],
+            cwd=root, env=jupyter_env(base), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def api(self, path: str) -> str:
+        return f"{self.url}{path}?token={self.token}"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + SERVER_START_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"JupyterLab exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if get(self.api("/api/status"))[0] == 200:
+                    return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        pytest.fail(f"JupyterLab did not answer within {SERVER_START_S} s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def shutdown(self) -> None:
+        """Shut the kernels down through the API, then the server (SIGTERM, then SIGKILL on its group)."""
+        try:
+            _, body = get(self.api("/api/kernels"))
+            for kernel in json.loads(body):
+                request = urllib.request.Request(self.api(f"/api/kernels/{kernel['id']}"), method="DELETE")
+                urllib.request.urlopen(request, timeout=20).close()
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def cell_prompts(page) -> list[str]:
+    return page.eval_on_selector_all(
+        ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt",
+        "els => els.map(e => e.textContent.trim())")
+
+
+def kernel_idle(page) -> bool:
+    """The notebook's kernel is connected and idle: toolbar indicator and status bar agree."""
+    indicator = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]')
+    statusbar = page.locator("#jp-main-statusbar")
+    return indicator.count() > 0 and statusbar.count() > 0 and "| Idle" in statusbar.inner_text()
+
+
+def wait_notebook_ready(page, timeout_s: float) -> None:
+    """Until the notebook's code cells are visible and its kernel is idle (not merely 'Initializing')."""
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").first.wait_for(
+        state="visible", timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    while not kernel_idle(page):
+        if time.monotonic() > deadline:
+            text = page.locator("#jp-main-statusbar").inner_text() if page.locator("#jp-main-statusbar").count() else "?"
+            raise AssertionError(f"the kernel did not become idle within {timeout_s} s (status bar: {text!r})")
+        time.sleep(0.5)
+    time.sleep(1)  # let the notebook settle (focus, toolbar) before driving the menu
+
+
+def run_all_cells(page, attempts: int = 3) -> None:
+    """Run ▸ Run All Cells, as a user would; retried when no cell starts within a minute."""
+    for _ in range(attempts):
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).first.click()
+        page.locator('.lm-Menu-item:has(.lm-Menu-itemLabel:text-is("Run All Cells"))').click()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(p.strip("[]: ") for p in cell_prompts(page)):   # "[*]" or a count: execution started
+                return
+            time.sleep(0.5)
+        page.keyboard.press("Escape")
+    raise AssertionError(f"Run All Cells started no cell after {attempts} tries; prompts: {cell_prompts(page)}")
+
+
+def wait_all_cells_ran(page, timeout_s: float) -> list[str]:
+    """Until every code cell shows an execution count (no ``[*]``, no ``[ ]``) and the kernel is idle."""
+    deadline = time.monotonic() + timeout_s
+    prompts: list[str] = []
+    while time.monotonic() < deadline:
+        prompts = cell_prompts(page)
+        done = prompts and all(p.strip("[]:").strip().isdigit() for p in prompts)
+        idle = page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').count() > 0
+        if done and idle:
+            return prompts
+        time.sleep(1)
+    raise AssertionError(f"cells did not finish within {timeout_s} s; prompts: {prompts}")
+
+
+def test_explorer_in_jupyterlab(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    chromium = chromium_path()
+    root = tmp_path / "root"
+    root.mkdir()
+    tiny_notebook(root)
+    lab = Lab(root, tmp_path)
+    console: list[str] = []
+    try:
+        lab.wait_ready()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 2600})
+                page.set_default_timeout(120_000)
+                page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}")
+                        if msg.type == "error" else None)
+                page.goto(f"{lab.url}/lab/tree/{NOTEBOOK.name}?token={lab.token}", wait_until="domcontentloaded")
+                wait_notebook_ready(page, timeout_s=240)
+                run_all_cells(page)
+
+                page.wait_for_selector(".jupyter-widgets.widget-button, .widget-button", state="visible",
+                                       timeout=RUN_S * 1000)
+                explorer = page.locator(".gradlab-explorer")
+                explorer.wait_for(state="visible", timeout=RUN_S * 1000)
+                page.wait_for_selector(".gradlab-explorer .js-plotly-plot", timeout=RUN_S * 1000)
+                prompts = wait_all_cells_ran(page, RUN_S)
+
+                status = explorer.inner_text()
+                assert "done" in status, f"explorer status is not 'done':\n{status}"
+                assert "error" not in status.lower()
+                plots = page.locator(".gradlab-explorer .js-plotly-plot")
+                assert plots.count() == 3, f"expected 3 plotly panels, found {plots.count()}"
+                text = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").inner_text()
+                assert "Traceback (most recent call last)" not in text, f"a cell raised an error:\n{text[-3000:]}"
+                assert "RunRecord(" in text, "the last cell should print the explorer's finished run"
+
+                plots.last.scroll_into_view_if_needed()
+                page.wait_for_timeout(1000)  # let plotly finish its layout
+                shot, widget_shot = tmp_path / "explorer.png", tmp_path / "explorer_widget.png"
+                page.screenshot(path=str(shot))
+                explorer.screenshot(path=str(widget_shot))
+                for path in (shot, widget_shot):
+                    assert path.is_file() and path.stat().st_size > 10_000, f"{path} is missing or empty"
+                print(f"screenshots: {shot} {widget_shot}; prompts {prompts}")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    page.screenshot(path=str(tmp_path / "failure.png"))
+                    print(f"failure screenshot: {tmp_path / 'failure.png'}")
+                raise
+            finally:
+                browser.close()
+    except BaseException:
+        print("---- jupyter log ----\n" + lab.log_tail())
+        print("---- browser console errors ----\n" + "\n".join(console[-30:]))
+        raise
+    finally:
+        lab.shutdown()
