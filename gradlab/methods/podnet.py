@@ -26,10 +26,9 @@ cancels and the loss is plain CE(eta y^, y) (spec §3.7, §4.2). The term is the
 
 Probes: the LSC has no bias and one row per proxy, not per class. ``head.weight`` is a per-class view
 (class c's K proxies side by side) with the applied gradient on ``.grad``, so ``weight_norm`` and
-``grad_applied`` are per class; ``bias_abs`` is skipped. When the gradients probe is on, :meth:`losses`
-puts each term's exact gradient on the proxies (:func:`gradlab.models.lsc.proxy_row_gradients`) into the
-step cache the probe reads (:func:`gradlab.classifier_gradients.step_row_gradients`), so ``grad_<term>``
-is ||grad of the term w.r.t. class j's proxies|| rather than the linear-head formula (dL/dz)^T F.
+``grad_applied`` are per class; ``bias_abs`` is skipped. The head's ``logit_row_gradients`` (the hook of
+:func:`gradlab.classifier_gradients.row_gradients`) makes ``grad_<term>`` ||grad of the term w.r.t. class
+j's proxies|| rather than the linear-head formula (dL/dz)^T F. The method itself does nothing for the probes.
 
 Method args: ``proxies`` (10), ``margin`` (0.6), ``lambda_c`` (3), ``lambda_f`` (1), ``hinge`` (true),
 ``freeze_old`` (true), ``lt_cil_nca`` (false).
@@ -47,7 +46,7 @@ from gradlab.methods.base import Method, register
 from gradlab.methods.distillation import feature_distillation
 from gradlab.methods.wa import check_bool
 from gradlab.models.factory import IncrementalNet
-from gradlab.models.lsc import LocalSimilarityClassifier, proxy_row_gradients
+from gradlab.models.lsc import LocalSimilarityClassifier
 from gradlab.models.resnet_cifar import ResNetCifar, SmallConvNet
 
 
@@ -188,8 +187,4 @@ class PODNet(Method):
                 terms["pod_flat"] = self.lambda_f * self.factor * feature_distillation(out.features, teacher.features)
             if self.lambda_c > 0:
                 terms["pod_spatial"] = self.lambda_c * self.factor * pod_spatial(out.stages, teacher.stages)
-        if "gradients" in (getattr(ctx.cfg, "probes", None) or ()):
-            # exact per-class proxy gradients for the gradient probe (same cache as step_row_gradients)
-            grads = proxy_row_gradients(ctx.model.head, terms, out.logits, out.features)
-            ctx.extras["row_gradients"] = ((ctx.phase, ctx.step), grads)
         return terms

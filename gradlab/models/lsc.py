@@ -21,9 +21,10 @@ Probes. The gradient and weight probes read ``head.weight`` (one row per class) 
   is sqrt(sum_k ||theta_{c,k}||^2) and ``grad_applied`` the norm of the gradient the optimizer applies
   to class c's proxies.
 - ``bias`` is None (the LSC has none): the weight probe skips ``bias_abs``.
-- the per-term ``grad_<term>`` rows of a linear head, (dL/dz)^T F, mean nothing here; a method that
-  uses this head publishes :func:`proxy_row_gradients` instead: each term's exact gradient on every
-  class's proxies (frozen ones included: the pull the term exerts, whether or not it is applied).
+- the per-term ``grad_<term>`` rows of a linear head, (dL/dz)^T F, mean nothing here, so the head has
+  :meth:`~LocalSimilarityClassifier.logit_row_gradients` (the hook of
+  :func:`gradlab.classifier_gradients.row_gradients`): each term's exact gradient on every class's
+  proxies (frozen ones included: the pull the term exerts, whether or not it is applied).
 """
 from __future__ import annotations
 
@@ -32,8 +33,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from gradlab.classifier_gradients import RowGradients
 
 
 def proxy_similarities(features: torch.Tensor, proxies: torch.Tensor, per_class: int) -> torch.Tensor:
@@ -99,34 +98,21 @@ class LocalSimilarityClassifier(nn.Module):
                                    for block in self.proxies]).detach().reshape(rows)
         return view
 
+    def logit_row_gradients(self, dz: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient on every class's proxies of a loss whose gradient on the logits is ``dz`` (B x C).
+
+        The hook :func:`gradlab.classifier_gradients.row_gradients` calls for non-linear heads: the
+        vector-Jacobian product of the head, recomputed on the detached features with a copy of the proxies
+        that requires grad (frozen classes get their gradient too: the pull of the term, applied or not).
+        No pass through the backbone. Returns rows as in :attr:`weight`, (C x K*d) float32, and a zero bias (C,).
+        """
+        rows = (self.num_classes, self.proxies_per_class * self.in_features)
+        with torch.enable_grad():
+            proxies = self.all_proxies().detach().float().requires_grad_(True)
+            z = self.eta.detach().float() * local_similarity(features.detach().float(), proxies, self.proxies_per_class)
+            (grad,) = torch.autograd.grad(z, proxies, grad_outputs=dz.float())
+        return grad.reshape(rows), dz.new_zeros(dz.shape[1], dtype=torch.float32)
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, proxies_per_class={self.proxies_per_class}, "
                 f"task_sizes={self.task_sizes}, freeze_old={self.freeze_old}")
-
-
-def proxy_row_gradients(head: LocalSimilarityClassifier, losses: dict[str, torch.Tensor], logits: torch.Tensor,
-                        features: torch.Tensor) -> dict[str, RowGradients]:
-    """Each loss term's gradient on every class's proxies, rows as in ``head.weight`` (C, K*d), float32.
-
-    Chain rule in two small pieces, no pass through the backbone: dL/dz from one backward through the
-    loss only (graph kept), then the vector-Jacobian product of the head, recomputed on the detached
-    features with a copy of the proxies that requires grad (so frozen classes get their gradient too).
-    A term that does not reach the logits (e.g. a feature distillation) gets zero rows. ``bias`` is zero.
-    """
-    num_classes, per_class = head.num_classes, head.proxies_per_class
-    rows = (num_classes, per_class * head.in_features)
-    zero_bias = torch.zeros(num_classes, device=logits.device)
-    with torch.enable_grad():
-        proxies = head.all_proxies().detach().float().requires_grad_(True)
-        z = head.eta.detach().float() * local_similarity(features.detach().float(), proxies, per_class)
-        result = {}
-        for name, loss in losses.items():
-            dz = None
-            if loss.requires_grad:
-                (dz,) = torch.autograd.grad(loss, logits, retain_graph=True, allow_unused=True)
-            if dz is None:
-                result[name] = RowGradients(torch.zeros(rows, device=logits.device), zero_bias)
-                continue
-            (g,) = torch.autograd.grad(z, proxies, grad_outputs=dz.float(), retain_graph=True)
-            result[name] = RowGradients(g.reshape(rows), zero_bias)
-    return result
