@@ -172,7 +172,7 @@ def command_info() -> int:
     print("methods:")
     for name, text in list_methods().items():
         options = method_options(name)
-        print(f"  {name:12s} {text}" + (f"  [method_args: {', '.join(options)}]" if options else ""))
+        print(f"  {name:14s} {text}" + (f"  [method_args: {', '.join(options)}]" if options else ""))
     return 0
 
 

@@ -50,10 +50,12 @@ class DeviceImages:
         return len(self.labels)
 
     # ------------------------------------------------------------------ iteration
-    def train_batches(self, indices: np.ndarray, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        """Shuffled, augmented batches over ``indices`` (the last batch may be smaller)."""
+    def train_batches(self, indices: np.ndarray, batch_size: int, generator: torch.Generator,
+                      shuffle: bool = True) -> Iterator[Batch]:
+        """Shuffled, augmented batches over ``indices`` (the last batch may be smaller); ``shuffle=False``
+        keeps the order of ``indices`` (a sampler that lays out its batches itself, e.g. class-aware)."""
         indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        order = indices[torch.randperm(len(indices), generator=generator)]
+        order = indices[torch.randperm(len(indices), generator=generator)] if shuffle else indices
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             x = self.augmented(idx, generator)

@@ -64,26 +64,37 @@ def class_balanced_indices(labels: np.ndarray, indices: np.ndarray, per_class: i
     return np.concatenate(chosen).astype(np.int64)
 
 
-def train_stage(ctx, parameters: Iterable[torch.nn.Parameter],
+def train_stage(ctx, parameters: Iterable[torch.nn.Parameter] | Iterable[dict],
                 loss_fn: Callable[[object, ModelOutput], torch.Tensor],
                 indices: np.ndarray | Callable[[int], np.ndarray], epochs: int, lr: float,
                 batch_size: int | None = None, milestones: Iterable[int] | None = None, momentum: float = 0.9,
                 weight_decay: float = 0.0, generator: torch.Generator | None = None,
-                gamma: float = 0.1, name: str = "stage") -> list[float]:
+                gamma: float = 0.1, name: str = "stage",
+                lr_lambda: Callable[[int], float] | list[Callable[[int], float]] | None = None,
+                shuffle: bool = True) -> list[float]:
     """Train ``parameters`` only, for ``epochs`` passes over ``indices``; return the mean loss of each epoch.
 
     - ``parameters``: what the stage's SGD updates (momentum, ``weight_decay``); parameters with
       ``requires_grad=False`` (e.g. BiC's frozen bias layers) are switched on for the stage and back off
       afterwards. Gradients are taken with ``torch.autograd.grad`` w.r.t. these parameters only, so no
-      other parameter's ``.grad`` is touched and no other parameter changes.
+      other parameter's ``.grad`` is touched and no other parameter changes. It may also be a list of
+      torch parameter-group dicts (``{"params": [...], "lr": ...}``) for per-group learning rates.
     - ``loss_fn(batch, out) -> scalar``: ``out`` is the model's :class:`ModelOutput` on the augmented batch.
     - ``indices``: image indices into ``ctx.train_data``, or a function ``epoch -> indices`` (resampled
       per epoch, e.g. a class-aware sampler).
     - ``batch_size``: default the run's; ``milestones``: epochs after which the lr is multiplied by
       ``gamma`` (default: constant lr); ``generator``: default :func:`stage_generator` (ctx, ``name``).
+    - ``lr_lambda``: instead of ``milestones``, epoch -> lr multiplier (one function, or one per
+      parameter group; torch's ``LambdaLR``, applied after every epoch).
+    - ``shuffle``: False keeps the order of ``indices`` in the batches (a sampler that builds its batches).
     Model modes are restored afterwards; the trainer's optimizer is not touched.
     """
-    params = list(dict.fromkeys(parameters))       # keep order, drop duplicates
+    items = list(parameters)
+    if items and isinstance(items[0], dict):          # parameter groups
+        groups = [{**group, "params": list(group["params"])} for group in items]
+        params = list(dict.fromkeys(p for group in groups for p in group["params"]))
+    else:
+        params = groups = list(dict.fromkeys(items))   # keep order, drop duplicates
     if not params:
         raise ValueError("train_stage needs at least one parameter to train")
     if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
@@ -91,8 +102,11 @@ def train_stage(ctx, parameters: Iterable[torch.nn.Parameter],
     model = ctx.model
     batch_size = int(batch_size or ctx.cfg.batch_size)
     generator = generator if generator is not None else stage_generator(ctx, name)
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, sorted(milestones or []), gamma=gamma)
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if lr_lambda is not None and milestones:
+        raise ValueError("train_stage takes milestones or lr_lambda, not both")
+    schedule = (torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda) if lr_lambda is not None else
+                torch.optim.lr_scheduler.MultiStepLR(optimizer, sorted(milestones or []), gamma=gamma))
     autocast = (torch.autocast(ctx.device.type, dtype=torch.bfloat16)
                 if getattr(ctx.cfg, "precision", "fp32") == "bf16" else nullcontext())
 
@@ -119,7 +133,7 @@ def train_stage(ctx, parameters: Iterable[torch.nn.Parameter],
         for epoch in range(int(epochs)):
             epoch_indices = indices(epoch) if callable(indices) else indices
             total, steps = torch.zeros((), device=ctx.device), 0
-            for batch in ctx.train_data.train_batches(epoch_indices, batch_size, generator):
+            for batch in ctx.train_data.train_batches(epoch_indices, batch_size, generator, shuffle=shuffle):
                 with autocast:
                     loss = loss_fn(batch, forward(batch.x))
                 grads = torch.autograd.grad(loss, params, allow_unused=True)

@@ -1,0 +1,300 @@
+"""LT-CIL's two-stage baseline: "Long-Tailed Class Incremental Learning" (Liu et al., ECCV 2022).
+
+specs/baselines.md §3.8 (LT-CIL ``src/approach/{lucir,podnet,eeil}_2stage.py``, ``LAS_utils.py``,
+``datasets/data_loader.py``). :func:`two_stage` turns any registered method ``<base>`` into ``<base>-2stage``:
+
+- stage 1: the base method, unchanged (its losses, its extra stages such as EEIL's balanced fine-tuning
+  or LUCIR's CBF, its teacher). The scales below are not used in stage 1 nor by the teacher.
+- stage 2, classifier re-balancing, at the end of every phase (the base phase too, ``stage2_base_phase``),
+  after the base method's own ``after_task`` and before the memory update, via
+  :func:`gradlab.methods.stages.train_stage`:
+  * learnable weight scaling (LWS): one scale s_c per seen class, initialised to 1 when the class
+    arrives (LT-CIL: one vector per task head); the logits become z'_c = s_c z_c (for a cosine head
+    z_c = sigma cos, for PODNet's LSC z_c = eta y^_c). Prediction uses z' (the base method's prediction
+    times the scales), so the base must predict with its CNN logits (``classifier`` cnn).
+  * trained: every scale (all tasks') and the current task's head only: its rows (weight and bias) of a
+    linear head; its block plus the shared sigma of a cosine head (if sigma learns); its proxies plus the
+    shared eta of an LSC. Earlier tasks' rows, the backbone and its BatchNorm statistics stay fixed (the
+    backbone runs in eval mode under no_grad).
+  * data: the phase's training set (D_t + the old exemplars) through a class-aware sampler
+    (:class:`ClassAwareSampler`): the classes in shuffled cycles, ``stage2_draw`` (4) consecutive images
+    of one class per visit from that class's own shuffled cycle, ``len(D_t + M)`` images per epoch, batches
+    in that order (a run's batch of 128 = 32 classes x 4 images).
+  * loss: plain CE over every seen class on z'.
+  * SGD with the run's momentum and weight decay (on the scales too), two groups: head at
+    eta_e = ``stage2_lr`` x 0.5 (1 + cos(pi e / E)) in epoch e = 0..E-1, scales at ``stage2_lws_lr_factor``
+    (1/10) x eta_e - except in the first epoch, where both groups run at ``stage2_lr`` as in LT-CIL (its
+    optimizer is built with one lr and the groups split only after the first epoch).
+
+Defaults: ``stage2_lr`` = the run's lr (0.1 in LT-CIL); ``stage2_epochs`` = 30 at the paper's 160 epochs,
+scaled with the run's epochs (round(30 x epochs / 160), at least 1), as EEIL's fine-tuning length is.
+LT-CIL quirks not reproduced (specs §3.8, §4.2): EEIL-2stage's stage 2 running a single epoch (pass
+``stage2_epochs=1`` for it) and LUCIR-2stage skipping stage 1 on tasks with <= 10 images per class.
+Method args: the base method's, plus ``stage2_epochs``, ``stage2_lr``, ``stage2_lws_lr_factor``,
+``stage2_draw``, ``stage2_base_phase``.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradlab.methods.base import METHODS, register
+from gradlab.methods.stages import stage_generator, train_stage
+from gradlab.models.heads import CosineHead, IncrementalLinear
+from gradlab.models.lsc import LocalSimilarityClassifier
+
+STAGE2_DEFAULTS = {"stage2_epochs": None, "stage2_lr": None, "stage2_lws_lr_factor": 0.1, "stage2_draw": 4,
+                   "stage2_base_phase": True}
+DEFAULT_BASES = ("eeil", "lucir", "podnet")      # registered as <base>-2stage when their module exists
+PAPER_EPOCHS, PAPER_STAGE2_EPOCHS = 160, 30
+
+
+# ---------------------------------------------------------------------------- the scaling layer
+class LearnableWeightScaling(nn.Module):
+    """z'_c = s_c z_c, one scale per class seen so far; ``grow(n)`` appends n ones.
+
+    The scale is a parameter with ``requires_grad=False`` outside stage 2, so the main training's
+    optimizer (built from the parameters that require grad) never touches it; :func:`train_stage`
+    switches it on for the stage and back off.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(0), requires_grad=False)
+
+    def grow(self, n: int) -> None:
+        new = torch.ones(n, device=self.scale.device, dtype=self.scale.dtype)
+        self.scale = nn.Parameter(torch.cat([self.scale.data, new]), requires_grad=False)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits * self.scale[: logits.shape[1]].to(logits.dtype)
+
+
+# ---------------------------------------------------------------------------- the class-aware sampler
+class _Cycle:
+    """0..n-1 in a random order, reshuffled every time it runs out."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n, self.generator, self.order, self.pos = n, generator, [], 0
+
+    def next(self) -> int:
+        if self.pos >= len(self.order):
+            self.order, self.pos = torch.randperm(self.n, generator=self.generator).tolist(), 0
+        self.pos += 1
+        return self.order[self.pos - 1]
+
+
+class ClassAwareSampler:
+    """LT-CIL's class-aware sampler (specs §3.8): call it (with the epoch, ignored) for one epoch's indices.
+
+    Classes are visited in shuffled cycles (reshuffled after every pass over the classes); each visit
+    yields the next ``draw`` images of that class from its own shuffled cycle (a class with fewer images
+    repeats them). ``total`` images per epoch (default ``len(indices)``). The cycles carry over from one
+    epoch to the next, as the reference sampler's iterators do.
+    """
+
+    def __init__(self, labels: np.ndarray, indices: np.ndarray, draw: int = 4, total: int | None = None,
+                 generator: torch.Generator | None = None):
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size == 0:
+            raise ValueError("ClassAwareSampler needs at least one image")
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        labels_here = np.asarray(labels)[indices]
+        self.classes = np.unique(labels_here)
+        self.members = [indices[labels_here == c] for c in self.classes]
+        self.draw = int(draw)
+        self.total = len(indices) if total is None else int(total)
+        self._classes = _Cycle(len(self.classes), generator)
+        self._members = [_Cycle(len(m), generator) for m in self.members]
+
+    def __call__(self, epoch: int = 0) -> np.ndarray:
+        out: list[int] = []
+        while len(out) < self.total:
+            k = self._classes.next()
+            out.extend(int(self.members[k][self._members[k].next()]) for _ in range(self.draw))
+        return np.asarray(out[: self.total], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------- the current head, per head type
+class StageHead(NamedTuple):
+    """What stage 2 trains of the head: ``parameters``; ``logits(features)`` over every seen class (unscaled);
+    ``commit()`` writes trained copies back into the head (a no-op when the parameters are the head's own)."""
+
+    parameters: list
+    logits: Callable[[torch.Tensor], torch.Tensor]
+    commit: Callable[[], None]
+
+
+def supports_head(head: nn.Module) -> bool:
+    return isinstance(head, (IncrementalLinear, CosineHead, LocalSimilarityClassifier))
+
+
+def current_head(head: nn.Module, num_old: int) -> StageHead:
+    """The current task's part of ``head`` (rows ``num_old:``), as stage 2 trains it (specs §3.8)."""
+    if isinstance(head, IncrementalLinear):
+        # one weight matrix for every class: train copies of the new rows, write them back afterwards,
+        # so neither gradient, momentum nor weight decay ever reaches the old rows
+        old_w, old_b = head.weight.detach()[:num_old], head.bias.detach()[:num_old]
+        new_w = nn.Parameter(head.weight.detach()[num_old:].clone())
+        new_b = nn.Parameter(head.bias.detach()[num_old:].clone())
+
+        def logits(features):
+            return F.linear(features, torch.cat([old_w, new_w]), torch.cat([old_b, new_b]))
+
+        @torch.no_grad()
+        def commit():
+            head.weight[num_old:] = new_w.to(head.weight.dtype)
+            head.bias[num_old:] = new_b.to(head.bias.dtype)
+
+        return StageHead([new_w, new_b], logits, commit)
+    if isinstance(head, CosineHead):
+        shared = [head.sigma] if head.sigma.requires_grad else []       # sigma is shared by all tasks
+        return StageHead([head.blocks[-1], *shared], head, lambda: None)
+    if isinstance(head, LocalSimilarityClassifier):
+        return StageHead([head.proxies[-1], head.eta], head, lambda: None)
+    raise TypeError(f"LWS stage 2 does not know the head {type(head).__name__}")
+
+
+def stage2_lr_lambdas(epochs: int, lws_factor: float) -> list[Callable[[int], float]]:
+    """Multipliers of the stage lr per epoch e: head 0.5 (1 + cos(pi e / E)); scales 1 in epoch 0 (LT-CIL),
+    then ``lws_factor`` times the head's."""
+    def head(e: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * e / epochs))
+
+    def scales(e: int) -> float:
+        return 1.0 if e == 0 else lws_factor * head(e)
+
+    return [head, scales]
+
+
+# ---------------------------------------------------------------------------- the wrapper
+class LWSTwoStage:
+    """Mixin put in front of a base method's class by :func:`two_stage`."""
+
+    base_name = "base"
+
+    def _init_stage2(self, cfg, stage2_epochs, stage2_lr, stage2_lws_lr_factor, stage2_draw, stage2_base_phase):
+        from gradlab.config import ConfigError
+
+        if stage2_epochs is not None and (isinstance(stage2_epochs, bool) or not isinstance(stage2_epochs, int)
+                                          or stage2_epochs < 0):
+            raise ConfigError(f"method_args.stage2_epochs must be an integer >= 0 or null (30 at 160 epochs, "
+                              f"scaled with the run's epochs), got {stage2_epochs!r}")
+        for field, value in (("stage2_lr", stage2_lr), ("stage2_lws_lr_factor", stage2_lws_lr_factor)):
+            if value is None and field == "stage2_lr":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                allowed = "a number > 0 or null (the run's lr)" if field == "stage2_lr" else "a number > 0"
+                raise ConfigError(f"method_args.{field} must be {allowed}, got {value!r}")
+        if isinstance(stage2_draw, bool) or not isinstance(stage2_draw, int) or stage2_draw < 1:
+            raise ConfigError(f"method_args.stage2_draw must be an integer >= 1, got {stage2_draw!r}")
+        if not isinstance(stage2_base_phase, bool):
+            raise ConfigError(f"method_args.stage2_base_phase must be true or false, got {stage2_base_phase!r}")
+        if getattr(self, "classifier", "cnn") != "cnn":
+            raise ConfigError(f"method_args.classifier must be 'cnn' for {self.name} (LWS rescales the CNN "
+                              f"logits), got {self.classifier!r}; allowed: ['cnn']")
+        epochs = getattr(cfg, "epochs", PAPER_EPOCHS)
+        self.stage2_epochs = (max(1, round(PAPER_STAGE2_EPOCHS * epochs / PAPER_EPOCHS)) if stage2_epochs is None
+                              else stage2_epochs)
+        self.stage2_lr = None if stage2_lr is None else float(stage2_lr)
+        self.stage2_lws_lr_factor = float(stage2_lws_lr_factor)
+        self.stage2_draw = stage2_draw
+        self.stage2_base_phase = stage2_base_phase
+        self.stage2_losses: list[float] = []
+
+    def build_model(self, backbone: nn.Module) -> nn.Module:
+        from gradlab.config import ConfigError
+
+        model = super().build_model(backbone)
+        if not supports_head(model.head):
+            raise ConfigError(f"method: {self.name} needs a linear, cosine or local-similarity head; "
+                              f"{self.base_name} builds a {type(model.head).__name__}")
+        model.lws = LearnableWeightScaling()
+        return model
+
+    def before_task(self, ctx) -> None:
+        super().before_task(ctx)
+        lws = ctx.model.lws
+        lws.grow(ctx.num_seen - lws.scale.numel())
+
+    def after_task(self, ctx) -> None:
+        super().after_task(ctx)
+        if self.stage2_epochs > 0 and (ctx.phase > 0 or self.stage2_base_phase):
+            self.lws_stage(ctx)
+
+    def lws_stage(self, ctx) -> list[float]:
+        """Stage 2 (specs §3.8): the scales and the current head on class-aware batches of D_t + memory."""
+        model, lr = ctx.model, self.stage2_lr or ctx.cfg.lr
+        head = current_head(model.head, ctx.num_old)
+        sampler = ClassAwareSampler(ctx.scenario.train.labels, ctx.train_indices, self.stage2_draw,
+                                    generator=stage_generator(ctx, "lws-sampler"))
+
+        def loss_fn(batch, out):
+            return F.cross_entropy(model.lws(head.logits(out.features).float()), batch.y)
+
+        self.stage2_losses = train_stage(
+            ctx, [{"params": head.parameters}, {"params": [model.lws.scale]}], loss_fn, sampler,
+            epochs=self.stage2_epochs, lr=lr, momentum=ctx.cfg.momentum, weight_decay=ctx.cfg.weight_decay,
+            lr_lambda=stage2_lr_lambdas(self.stage2_epochs, self.stage2_lws_lr_factor), shuffle=False,
+            name="lws-stage2")
+        head.commit()
+        ctx.extras["lws"] = {"losses": self.stage2_losses, "scale": model.lws.scale.detach().cpu().tolist(),
+                             "images_per_epoch": sampler.total}
+        return self.stage2_losses
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ctx.model.lws(super().predict(x))
+
+
+def extend_signature(init, extra: dict) -> inspect.Signature:
+    """``init``'s signature plus keyword-only ``extra`` (name -> default): what ``method_options`` reads."""
+    sig = inspect.signature(init)
+    params = [p for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in extra.items()]
+    return sig.replace(parameters=params)
+
+
+def two_stage(base_name: str) -> type:
+    """Build and register ``<base_name>-2stage``: the base method + LWS stage 2 (idempotent)."""
+    name = f"{base_name}-2stage"
+    if name in METHODS:
+        return METHODS[name]
+    if base_name not in METHODS:
+        raise ValueError(f"two_stage: base method must be one of {sorted(METHODS)}, got {base_name!r}")
+    base = METHODS[base_name]
+
+    def __init__(self, cfg, **kwargs):
+        stage2 = {k: kwargs.pop(k) for k in list(kwargs) if k in STAGE2_DEFAULTS}
+        base.__init__(self, cfg, **kwargs)
+        self._init_stage2(cfg, **{**STAGE2_DEFAULTS, **stage2})
+
+    __init__.__signature__ = extend_signature(base.__init__, STAGE2_DEFAULTS)
+    doc = (f"{base_name} + LWS two-stage (Liu et al., ECCV 2022): class-aware re-training of learnable "
+           f"per-class logit scales and the current head after each phase.")
+    cls = type(f"{base.__name__}TwoStage", (LWSTwoStage, base),
+               {"name": name, "base_name": base_name, "__init__": __init__, "__doc__": doc, "__module__": __name__})
+    return register(cls)
+
+
+def _register_defaults() -> None:
+    for base_name in DEFAULT_BASES:
+        try:
+            importlib.import_module(f"gradlab.methods.{base_name}")
+        except ModuleNotFoundError as err:        # a base whose file does not exist (yet): no wrapper
+            if err.name != f"gradlab.methods.{base_name}":
+                raise
+            continue
+        if base_name in METHODS:
+            two_stage(base_name)
+
+
+_register_defaults()
