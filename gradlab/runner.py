@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import gradlab
@@ -66,6 +67,17 @@ def build_context(cfg: RunConfig, scenario: Scenario, method) -> Context:
     memory = ExemplarMemory(per_class=cfg.memory, total=cfg.memory_total, selection=cfg.selection, seed=cfg.seed)
     return Context(cfg=cfg, scenario=scenario, model=model, memory=memory, device=device,
                    train_data=train_data, test_data=test_data)
+
+
+def build_trainer(cfg: RunConfig, callbacks=()) -> Trainer:
+    """Method, context and trainer for a validated ``cfg``, ready to be stepped phase by phase
+    (``begin_phase`` / ``train_epoch`` / ``end_phase``): what tests and benchmarks drive by hand."""
+    scenario = Scenario.from_config(cfg)
+    method = build_method(cfg.method, cfg, **cfg.method_args)
+    trainer = Trainer(build_context(cfg, scenario, method), method, callbacks)
+    method.ctx = trainer.ctx
+    trainer.ctx.correct = np.full((scenario.num_tasks, scenario.num_classes), np.nan)
+    return trainer
 
 
 def run(cfg: RunConfig | dict | None = None, callbacks=(), overwrite: bool = False, **overrides) -> RunRecord:

@@ -11,11 +11,9 @@ import torch.nn.functional as F
 
 import gradlab
 from gradlab.config import ConfigError, RunConfig
-from gradlab.data.scenario import Scenario
 from gradlab.methods import build_method
 from gradlab.methods.stages import class_balanced_indices, train_stage
-from gradlab.runner import build_context
-from gradlab.trainer import Trainer
+from gradlab.runner import build_trainer
 
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32, memory=10, progress=False,
                 checkpoints=False, probes=[])
@@ -24,14 +22,8 @@ SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32
 def make_trainer(method_name, method_args=None, **overrides):
     """A digits run (3 tasks, balanced) ready to step through phase by phase."""
     values = {**SETTINGS, "epochs": 1, "method": method_name, "method_args": method_args or {}, **overrides}
-    cfg = RunConfig(**values).validate()
-    scenario = Scenario.from_config(cfg)
-    method = build_method(cfg.method, cfg, **cfg.method_args)
-    ctx = build_context(cfg, scenario, method)
-    trainer = Trainer(ctx, method)
-    method.ctx = ctx
-    ctx.correct = np.full((scenario.num_tasks, scenario.num_classes), np.nan)
-    return ctx, method, trainer
+    trainer = build_trainer(RunConfig(**values).validate())
+    return trainer.ctx, trainer.method, trainer
 
 
 def to_phase_one(method_name, method_args=None, **overrides):

@@ -10,14 +10,12 @@ import torch.nn.functional as F
 
 import gradlab
 from gradlab.config import ConfigError, RunConfig
-from gradlab.data.scenario import Scenario
 from gradlab.methods import METHODS, build_method, list_methods, method_options
 from gradlab.methods.lws import ClassAwareSampler, STAGE2_DEFAULTS, stage2_lr_lambdas, two_stage
 from gradlab.methods.podnet import nca_loss
 from gradlab.methods.sir import (chronological_attenuation, class_similarity, frequency_offsets, sir_logits)
 from gradlab.methods.stages import train_stage
-from gradlab.runner import build_context
-from gradlab.trainer import Trainer
+from gradlab.runner import build_trainer
 
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32, memory=10, progress=False,
                 checkpoints=False, probes=[])
@@ -27,14 +25,8 @@ TWO_STAGE = ["eeil-2stage", "lucir-2stage", "podnet-2stage"]
 def make_trainer(method_name, method_args=None, **overrides):
     """A digits run (3 tasks of 4, 3, 3 classes, balanced) ready to step through phase by phase."""
     values = {**SETTINGS, "epochs": 1, "method": method_name, "method_args": method_args or {}, **overrides}
-    cfg = RunConfig(**values).validate()
-    scenario = Scenario.from_config(cfg)
-    method = build_method(cfg.method, cfg, **cfg.method_args)
-    ctx = build_context(cfg, scenario, method)
-    trainer = Trainer(ctx, method)
-    method.ctx = ctx
-    ctx.correct = np.full((scenario.num_tasks, scenario.num_classes), np.nan)
-    return ctx, method, trainer
+    trainer = build_trainer(RunConfig(**values).validate())
+    return trainer.ctx, trainer.method, trainer
 
 
 def to_phase_one(method_name, method_args=None, **overrides):

@@ -9,15 +9,13 @@ import torch.nn.functional as F
 
 import gradlab
 from gradlab.config import ConfigError, RunConfig
-from gradlab.data.scenario import Scenario
 from gradlab.methods import build_method, list_methods, method_options
 from gradlab.methods.podnet import (PODNetModel, distillation_factor, drop_last_relu, lt_cil_nca_loss, nca_loss,
                                     pod_spatial)
 from gradlab.models.factory import build_backbone
 from gradlab.classifier_gradients import row_gradients
 from gradlab.models.lsc import LocalSimilarityClassifier
-from gradlab.runner import build_context
-from gradlab.trainer import Trainer
+from gradlab.runner import build_trainer
 
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=3, batch_size=32, memory=10, progress=False,
                 checkpoints=False)
@@ -26,14 +24,8 @@ SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=3, batch_size=32
 def make_trainer(method_args=None, **overrides):
     values = {**SETTINGS, "epochs": 1, "probes": [], "method": "podnet", "method_args": method_args or {},
               **overrides}
-    cfg = RunConfig(**values).validate()
-    scenario = Scenario.from_config(cfg)
-    method = build_method(cfg.method, cfg, **cfg.method_args)
-    ctx = build_context(cfg, scenario, method)
-    trainer = Trainer(ctx, method)
-    method.ctx = ctx
-    ctx.correct = np.full((scenario.num_tasks, scenario.num_classes), np.nan)
-    return ctx, method, trainer
+    trainer = build_trainer(RunConfig(**values).validate())
+    return trainer.ctx, trainer.method, trainer
 
 
 def a_batch(ctx, size=16, seed=0):
