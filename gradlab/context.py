@@ -42,6 +42,9 @@ class Context:
     loss: torch.Tensor | None = None
     correct: np.ndarray | None = None             # (phases, classes): correct test predictions, NaN = unseen
     extras: dict[str, Any] = field(default_factory=dict)  # free space for callbacks
+    phase_log: dict[str, Any] = field(default_factory=dict)  # what the method reports about this phase
+    # (JSON-safe: WA's gamma, BiC's alpha/beta, LUCIR's lambda and sigma, ...); emptied at each phase start,
+    # kept per phase in summary.json["phase_log"] by the record writer
 
     # -------------------------------------------------------------- class bookkeeping
     @property

@@ -6,7 +6,8 @@ Layout::
     classes.parquet       class, original_label, task, train/val/test counts, shot group
     metrics.parquet       tidy: phase, task, class, metric, value (fractions in [0, 1])
     probes.parquet        tidy: phase, epoch, step, class, term, value (written by probes, when on)
-    summary.json          headline numbers; written last, so its presence means the run finished
+    summary.json          headline numbers and each phase's method log (``phase_log``: WA's gamma, BiC's
+                          alpha/beta, ...); written last, so its presence means the run finished
     checkpoints/phase_N.pt  model + memory + RNG state after phase N (load with weights_only=True)
 
 Metric names in ``metrics.parquet``: ``class_acc`` (per class), ``task_acc`` (acc[t, u]),
@@ -116,6 +117,13 @@ def summarize(correct: np.ndarray, test_counts, class_task, train_counts) -> dic
     }
 
 
+def _plain(value):
+    """JSON fallback for the phase log: tensors and numpy values as plain numbers / lists."""
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"phase_log holds a {type(value).__name__}, which cannot be written to JSON")
+
+
 def _nan_to_none(value):
     value = float(value)
     return None if np.isnan(value) else value
@@ -130,6 +138,7 @@ class RecordWriter(Callback):
         self.out = Path(out)
         self.extra_summary = dict(extra_summary or {})
         self.probe_log = probe_log
+        self.phase_log: list[dict] = []
 
     def before_run(self, ctx) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -137,6 +146,9 @@ class RecordWriter(Callback):
         table = ctx.scenario.class_table()
         table["shot_group"] = M.shot_groups(table["train_count"].to_numpy())
         write_parquet(self.out / "classes.parquet", table)
+
+    def after_task(self, ctx) -> None:
+        self.phase_log.append(json.loads(json.dumps({"phase": ctx.phase, **ctx.phase_log}, default=_plain)))
 
     def after_eval(self, ctx) -> None:
         s = ctx.scenario
@@ -156,6 +168,7 @@ class RecordWriter(Callback):
         s = ctx.scenario
         summary = summarize(ctx.correct, s.test_counts, s.class_task, s.train_counts)
         summary.update(self.extra_summary)
+        summary["phase_log"] = self.phase_log
         summary["complete"] = True
         write_text(self.out / "summary.json", json.dumps(summary, indent=2))
 
@@ -174,6 +187,11 @@ class RunRecord:
         self.metrics = _read_parquet(self.path / "metrics.parquet")
         self.classes = _read_parquet(self.path / "classes.parquet")
         self.probes = _read_parquet(self.path / "probes.parquet")
+
+    @property
+    def phase_log(self) -> list[dict]:
+        """What the method reported about each phase, e.g. ``[{"phase": 1, "wa": {"gamma": 0.93}}, ...]``."""
+        return self.summary.get("phase_log", [])
 
     @property
     def complete(self) -> bool:

@@ -83,6 +83,7 @@ class Trainer:
         """Grow the head, gather memory + new data, let the method prepare, make a fresh optimizer."""
         ctx, cfg = self.ctx, self.ctx.cfg
         ctx.phase, ctx.task = task.index, task
+        ctx.phase_log = {}
         ctx.model.head.grow(len(task.classes))
         ctx.model.to(ctx.device)
         ctx.train_indices = np.concatenate([ctx.memory.indices(), task.train_indices]).astype(np.int64)

@@ -184,7 +184,7 @@ def test_wa_aligning_equalises_mean_row_norms_and_leaves_the_bias():
     assert torch.allclose(w[old:], gamma * w_before[old:], rtol=1e-6)
     assert w[old:].norm(dim=1).mean().item() == pytest.approx(w[:old].norm(dim=1).mean().item(), rel=1e-6)
     assert torch.equal(head.bias.detach(), b_before)
-    assert ctx.extras["wa_gamma"] == pytest.approx(gamma, rel=1e-6)
+    assert ctx.phase_log["wa"]["gamma"] == pytest.approx(gamma, rel=1e-6)
     assert method.lam == pytest.approx(old / ctx.num_seen)
 
 
@@ -195,7 +195,7 @@ def test_wa_base_phase_is_not_aligned_and_clipping_keeps_weights_non_negative():
     w = ctx.model.head.weight.detach().clone()
     assert (w >= 0).all() and (w > 0).any()
     method.after_task(ctx)
-    assert torch.equal(ctx.model.head.weight.detach(), w) and "wa_gamma" not in ctx.extras
+    assert torch.equal(ctx.model.head.weight.detach(), w) and "wa" not in ctx.phase_log
     ctx2, _, trainer2 = make_trainer("wa", {"clip": False})
     trainer2.begin_phase(ctx2.scenario.tasks[0])
     trainer2.train_epoch(0)
@@ -213,7 +213,7 @@ def test_eeil_balanced_finetuning_uses_class_balanced_data_and_keeps_the_teacher
     method.after_task(ctx)
     assert all(torch.equal(v, snapshot(ctx.teacher)[k]) for k, v in teacher.items())   # frozen teacher untouched
     assert any(not torch.equal(v, snapshot(ctx.model)[k]) for k, v in model.items())
-    assert ctx.extras["eeil_finetune"]["images"] == len(indices) and len(method.finetune_losses) == 1
+    assert ctx.phase_log["eeil_finetune"]["images"] == len(indices) and len(method.finetune_losses) == 1
 
 
 def test_eeil_facil_sampling_and_the_skipped_head_quirk():

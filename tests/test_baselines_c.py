@@ -109,7 +109,7 @@ def test_lws_stage_trains_only_the_scales_and_the_current_head(method):
     assert all(torch.equal(v, snapshot(ctx.teacher)[k]) for k, v in teacher.items())
     assert {n: p.requires_grad for n, p in ctx.model.named_parameters()} == flags
     assert not ctx.model.lws.scale.requires_grad               # the main training's optimizer never sees it
-    assert ctx.extras["lws"]["losses"] == losses
+    assert ctx.phase_log["lws"]["losses"] == losses
 
 
 def test_lws_stage_draws_class_balanced_batches_from_data_and_memory():
@@ -264,7 +264,7 @@ def test_attenuation_decays_over_steps():
     for t in (0, 1):
         trainer.run_phase(ctx.scenario.tasks[t])
     trainer.begin_phase(ctx.scenario.tasks[2])
-    assert ctx.extras["sir"]["attenuation"] == pytest.approx([0.8] * 4 + [1.0] * 6)
+    assert ctx.phase_log["sir"]["attenuation"] == pytest.approx([0.8] * 4 + [1.0] * 6)
     raw = frequency_offsets(ctx.phase_class_counts(), ctx.num_old, mode="group")
     assert torch.allclose(m.offsets.cpu(), raw * torch.tensor([0.8] * 4 + [1.0] * 6), atol=1e-6)
     # the oldest task's compensation margin shrank relative to the unattenuated one

@@ -169,7 +169,7 @@ def test_less_forget_weight_follows_the_formula_and_enters_the_loss():
     num_old, num_new = ctx.num_old, ctx.num_seen - ctx.num_old
     assert (num_old, num_new) == (4, 3)
     assert method.lambda_lf == pytest.approx(10 * math.sqrt(4 / 3))
-    assert ctx.extras["lucir"]["lambda"] == pytest.approx(method.lambda_lf)
+    assert ctx.phase_log["lucir"]["lambda"] == pytest.approx(method.lambda_lf)
     # the lf term is lambda * mean(1 - cos(f, f_teacher)); mr uses cos before sigma
     batch = next(ctx.train_data.train_batches(ctx.train_indices, 32, torch.Generator().manual_seed(0)))
     ctx.model.train()                   # batch statistics: the student's features differ from the teacher's

@@ -199,7 +199,7 @@ def test_distillation_terms_and_lambda_scaling(lambda_c, lambda_f):
         trainer.begin_phase(ctx.scenario.tasks[phase])
         assert (ctx.num_seen, ctx.num_seen - ctx.num_old) == (seen, new)
         assert method.factor == pytest.approx(math.sqrt(seen / new))
-        assert ctx.extras["podnet"]["lambda_c"] == pytest.approx(lambda_c * math.sqrt(seen / new))
+        assert ctx.phase_log["podnet"]["lambda_c"] == pytest.approx(lambda_c * math.sqrt(seen / new))
         batch = a_batch(ctx, seed=phase)
         ctx.model.train()                                           # as in training: BN on batch statistics
         out = ctx.model(batch.x)

@@ -148,7 +148,7 @@ class BiC(Method):
         self.held_out = np.concatenate([self.val[int(c)] for c in ctx.task.classes]).astype(np.int64)
         ctx.train_indices = ctx.train_indices[~np.isin(ctx.train_indices, self.held_out)]
         self.lam = (ctx.num_old / ctx.num_seen) if self.lambda_kd is None else self.lambda_kd
-        ctx.extras["bic"] = {"val_per_class": val, "train_exemplars_per_class": train, "lambda": self.lam}
+        ctx.phase_log["bic"] = {"val_per_class": val, "train_exemplars_per_class": train, "lambda": self.lam}
 
     def memory_candidates(self, task) -> np.ndarray:
         """Herding picks from the new classes' training images without the validation ones."""
@@ -182,7 +182,7 @@ class BiC(Method):
         self.bias_losses = train_stage(ctx, [alpha, beta], loss_fn, self.validation_indices(ctx),
                                        epochs=self.bias_epochs, lr=self.bias_lr or ctx.cfg.lr, momentum=0.9,
                                        weight_decay=0.0, name="bic-bias")
-        ctx.extras["bic"].update(alpha=float(alpha), beta=float(beta), bias_losses=self.bias_losses)
+        ctx.phase_log["bic"].update(alpha=float(alpha), beta=float(beta), bias_losses=self.bias_losses)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

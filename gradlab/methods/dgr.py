@@ -96,7 +96,7 @@ class DGR(Method):
         self.gamma = math.exp(-self.eta * n_seen / (n_seen + n_new))
         self.lambda_kd = self.lambda_b * math.sqrt(n_seen / n_new) if num_old else 0.0
         self.lost = full[:num_old] - phase_counts[:num_old]          # k_j = N_j - exemplars_j
-        ctx.extras["dgr"] = {"gamma": self.gamma, "lambda_kd": self.lambda_kd, "n_seen": n_seen, "n_new": n_new}
+        ctx.phase_log["dgr"] = {"gamma": self.gamma, "lambda_kd": self.lambda_kd, "n_seen": n_seen, "n_new": n_new}
 
     # ------------------------------------------------------------------ the loss (§4.2, §5)
     def losses(self, batch, out):

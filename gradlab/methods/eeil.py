@@ -118,4 +118,4 @@ class EEIL(Method):
             ctx, params, lambda batch, out: sum(self._terms(batch, out, ctx.phase).values()), indices,
             epochs=self.finetune_epochs, lr=ctx.cfg.lr * self.finetune_lr_factor, momentum=ctx.cfg.momentum,
             weight_decay=ctx.cfg.weight_decay, name="eeil-balanced")
-        ctx.extras["eeil_finetune"] = {"images": int(len(indices)), "losses": self.finetune_losses}
+        ctx.phase_log["eeil_finetune"] = {"images": int(len(indices)), "losses": self.finetune_losses}

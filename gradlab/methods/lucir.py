@@ -178,7 +178,7 @@ class LUCIR(Method):
         self.lambda_lf = less_forget_weight(self.lambda_base, num_old, num_new)
         if num_old and self.imprint:
             self.imprint_weights(ctx)
-        ctx.extras["lucir"] = {"lambda": self.lambda_lf, "sigma": float(ctx.model.head.sigma.detach())}
+        ctx.phase_log["lucir"] = {"lambda": self.lambda_lf, "sigma": float(ctx.model.head.sigma.detach())}
 
     @torch.no_grad()
     def imprint_weights(self, ctx) -> torch.Tensor:
@@ -241,7 +241,7 @@ class LUCIR(Method):
             ctx, list(head.blocks), lambda batch, out: sum(self._ce_mr(batch, out).values()), indices,
             epochs=self.cbf_epochs, lr=self.cbf_lr, milestones=[self.cbf_epochs // 2], momentum=ctx.cfg.momentum,
             weight_decay=ctx.cfg.weight_decay, name="lucir-cbf")
-        ctx.extras["lucir_cbf"] = {"images": int(len(indices)), "losses": self.cbf_losses}
+        ctx.phase_log["lucir_cbf"] = {"images": int(len(indices)), "losses": self.cbf_losses}
 
     # ------------------------------------------------------------------ NME (§1.5)
     def class_means(self) -> torch.Tensor:

@@ -246,7 +246,7 @@ class LWSTwoStage:
             lr_lambda=stage2_lr_lambdas(self.stage2_epochs, self.stage2_lws_lr_factor), shuffle=False,
             name="lws-stage2")
         head.commit()
-        ctx.extras["lws"] = {"losses": self.stage2_losses, "scale": model.lws.scale.detach().cpu().tolist(),
+        ctx.phase_log["lws"] = {"losses": self.stage2_losses, "scale": model.lws.scale.detach().cpu().tolist(),
                              "images_per_epoch": sampler.total}
         return self.stage2_losses
 

@@ -169,7 +169,7 @@ class PODNet(Method):
     def before_task(self, ctx) -> None:
         num_new = ctx.num_seen - ctx.num_old
         self.factor = distillation_factor(ctx.num_seen, num_new) if ctx.phase > 0 else 0.0
-        ctx.extras["podnet"] = {"factor": self.factor, "lambda_c": self.lambda_c * self.factor,
+        ctx.phase_log["podnet"] = {"factor": self.factor, "lambda_c": self.lambda_c * self.factor,
                                 "lambda_f": self.lambda_f * self.factor}
 
     def classification_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

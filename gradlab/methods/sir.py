@@ -149,7 +149,7 @@ class SIR(PODNet):
         if self.its and num_old > 0 and ctx.teacher is not None and self.beta > 0:
             new_means, old_means, valid = self.old_embedding_means(ctx)
             self.similarity = class_similarity(new_means, old_means, self.its_temperature, valid)
-        ctx.extras["sir"] = {"offsets": self.offsets.cpu().tolist(), "attenuation": attenuation.tolist(),
+        ctx.phase_log["sir"] = {"offsets": self.offsets.cpu().tolist(), "attenuation": attenuation.tolist(),
                              "its": self.similarity is not None}
 
     @torch.no_grad()

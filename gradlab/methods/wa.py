@@ -93,4 +93,4 @@ class WA(Method):
 
     def after_task(self, ctx) -> None:
         if ctx.phase > 0:
-            ctx.extras["wa_gamma"] = align_weights(ctx.model.head.weight, ctx.num_old)
+            ctx.phase_log["wa"] = {"gamma": align_weights(ctx.model.head.weight, ctx.num_old)}
