@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="run several methods on one scenario and tabulate them")
     compare.add_argument("config", nargs="?", help="YAML file with RunConfig keys (flags override it)")
     compare.add_argument("--methods", required=True, type=lambda t: [m for m in t.split(",") if m],
-                         help="comma list of registered methods (see `gradlab info`)")
+                         help="comma list of registered methods (see `gradlab info`), or `all`")
     for flag, (dest, kind, text) in RUN_FLAGS.items():
         if flag not in ("--method", "--out"):
             compare.add_argument(flag, dest=dest, type=kind, default=argparse.SUPPRESS, help=text)

@@ -59,3 +59,22 @@ def test_cli_compare(tmp_path, capsys):
     assert "| `ce` |" in printed and "comparison.csv" in printed
     assert main(["compare", "--methods", "zzz", "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_all_expands_to_every_registered_method_with_dgr_last():
+    from gradlab.compare import expand_methods
+    from gradlab.methods import METHODS
+
+    every = expand_methods(["all"])
+    assert sorted(every) == sorted(METHODS) and every[0] == "finetune" and every[-1] == "dgr"
+    assert expand_methods(["dgr", "all"])[0] == "dgr" and len(expand_methods(["dgr", "all"])) == len(METHODS)
+    configs = comparison_configs(["all"], method_args={"wa": {"clip": False}}, **SMALL)
+    assert list(configs) == every and configs["wa"].method_args == {"clip": False}
+    assert {cfg.scenario for cfg in configs.values()} == {"digits"}
+
+
+def test_cli_compare_all_is_checked_before_running(tmp_path, capsys):
+    # `all` expands before validation: a bad shared setting fails for the whole list, nothing written
+    assert main(["compare", "--methods", "all", "--scenario", "digits", "--tasks", "0",
+                 "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]) == 2
+    assert "tasks" in capsys.readouterr().err and not (tmp_path / "o").exists()

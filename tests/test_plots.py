@@ -2,6 +2,7 @@
 import shutil
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from matplotlib.figure import Figure
@@ -177,6 +178,13 @@ def test_weight_norms_accuracy_heatmap_scatter_figures(runs, tmp_path):
 
     fig = figures.accuracy_curves(tables.accuracy_curves(runs))
     assert len(fig.axes) == 2 and all(len(ax.get_lines()) == len(runs) for ax in fig.axes)
+    many = pd.concat([tables.accuracy_curves(runs).assign(label=f"m{i}-" + tables.accuracy_curves(runs).label)
+                      for i in range(4)])                                   # > 6 lines: legend moves outside
+    fig = figures.accuracy_curves(many)
+    legend = fig.axes[-1].get_legend()
+    assert len(legend.get_texts()) == 4 * len(runs) > 6 and fig.axes[0].get_legend() is None
+    styles = {(line.get_color(), line.get_linestyle(), line.get_marker()) for line in fig.axes[0].get_lines()}
+    assert len(styles) == 4 * len(runs)                                       # every line tells itself apart
 
     matrix = tables.phase_task_matrix(runs["dgr"])
     fig = figures.heatmap(matrix, "accuracy")

@@ -151,15 +151,19 @@ def accuracy_curves(table, metrics=("acc_all_seen", "acc_task_mean"), percent: b
     colors = _label_colors(labels)
     fig, axes = _grid(len(metrics), len(metrics), 4.5, 3.6, sharey=True)
     for ax, metric in zip(axes, metrics):
-        for label in labels:
+        for i, label in enumerate(labels):
             frame = table[table["label"] == label].sort_values("phase")
-            ax.plot(frame["phase"], frame[metric] * scale, marker="o", color=colors[label], label=label)
+            ax.plot(frame["phase"], frame[metric] * scale, marker="osD^v"[i % 5], markersize=4,
+                    linestyle="-" if i % 2 == 0 else "--", color=colors[label], label=label)
         ax.set_xticks(sorted(table["phase"].unique()))
         ax.set_title(titles.get(metric, metric))
         ax.set_xlabel("phase")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy" + (" (%)" if percent else ""))
-    axes[0].legend(fontsize=8)
+    if len(labels) <= 6:
+        axes[0].legend(fontsize=8)
+    else:                                   # a long comparison: the legend beside the panels, not over the lines
+        axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return fig
 
 
