@@ -70,6 +70,9 @@ class RunConfig:
     weight_decay: float = 5e-4
     lr_milestones: list[int] | None = None   # None: 50 % and 75 % of the epochs (80, 120 of 160)
     lr_factor: float = 10.0
+    lr_schedule: str = "step"           # step (milestones) | patience (LT-CIL iCaRL; needs val_fraction > 0)
+    lr_patience: int = 5                # patience: epochs without a better validation loss before lr / lr_factor
+    lr_min: float = 1e-4                # patience: the phase ends once the lr falls below this
     # run
     seed: int = 0
     device: str = "auto"
@@ -180,6 +183,15 @@ class RunConfig:
         for name in ("momentum", "weight_decay"):
             if not (_is_number(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+        from gradlab.schedules import SCHEDULES
+
+        _choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        _int("lr_patience", self.lr_patience, 1)
+        if not (_is_number(self.lr_min) and self.lr_min > 0):
+            raise ConfigError(f"lr_min must be a number > 0, got {self.lr_min!r}")
+        if self.lr_schedule == "patience" and not self.val_fraction > 0:
+            raise ConfigError("lr_schedule 'patience' watches the validation loss: set val_fraction > 0 "
+                              f"(LT-CIL: 0.1), got val_fraction {self.val_fraction!r}")
         if self.lr_milestones is not None:
             if not isinstance(self.lr_milestones, (list, tuple)) or not all(
                     isinstance(m, int) and 1 <= m <= self.epochs for m in self.lr_milestones):

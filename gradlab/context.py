@@ -29,6 +29,7 @@ class Context:
     device: torch.device
     train_data: "DeviceImages"
     test_data: "DeviceImages"
+    val_data: "DeviceImages | None" = None        # the validation hold-out (val_fraction > 0), no augmentation
     teacher: "IncrementalNet | None" = None       # frozen copy of the model after the previous phase
     phase: int = -1
     task: "Task | None" = None

@@ -64,9 +64,21 @@ def build_context(cfg: RunConfig, scenario: Scenario, method) -> Context:
     train_data = DeviceImages(scenario.train.images, scenario.train.labels, src.mean, src.std, device,
                               augment=augment, pad=src.pad, flip=src.flip)
     test_data = DeviceImages(scenario.test.images, scenario.test.labels, src.mean, src.std, device, augment="none")
+    val_data = (DeviceImages(scenario.val.images, scenario.val.labels, src.mean, src.std, device, augment="none")
+                if len(scenario.val.labels) else None)
     memory = ExemplarMemory(per_class=cfg.memory, total=cfg.memory_total, selection=cfg.selection, seed=cfg.seed)
     return Context(cfg=cfg, scenario=scenario, model=model, memory=memory, device=device,
-                   train_data=train_data, test_data=test_data)
+                   train_data=train_data, test_data=test_data, val_data=val_data)
+
+
+def check_validation_split(cfg: RunConfig, scenario: Scenario) -> None:
+    """The patience schedule needs validation images in every task."""
+    if cfg.lr_schedule != "patience":
+        return
+    empty = [task.index for task in scenario.tasks if scenario.val_counts[task.classes].sum() == 0]
+    if empty:
+        raise ConfigError(f"val_fraction: {cfg.val_fraction} leaves task(s) {empty} without validation images, "
+                          "which lr_schedule 'patience' needs; raise val_fraction or use lr_schedule 'step'")
 
 
 def build_trainer(cfg: RunConfig, callbacks=()) -> Trainer:
@@ -102,6 +114,7 @@ def run(cfg: RunConfig | dict | None = None, callbacks=(), overwrite: bool = Fal
         if isinstance(err, (DataError, ConfigError)):
             raise
         raise ConfigError(str(err)) from None
+    check_validation_split(cfg, scenario)
     ctx = build_context(cfg, scenario, method)
     if out.is_dir() and overwrite:
         shutil.rmtree(out)

@@ -3,12 +3,13 @@
 One phase (task) reads top to bottom in :meth:`Trainer.run_phase`:
 
     grow the head; method.before_task; emit before_task
-    new SGD optimizer + step schedule (lr 0.1, /10 at 50 % and 75 % of the epochs)
-    for each epoch, for each batch of memory + new data:
+    new SGD optimizer + lr schedule (step: lr 0.1, /10 at 50 % and 75 % of the epochs; or patience)
+    for each epoch (until the schedule says stop), for each batch of memory + new data:
         out = model(x); losses = method.losses(batch, out); loss = sum(losses)
         emit before_backward; loss.backward()
         method.after_backward; emit after_backward      (gradient rewrites, gradient probes)
         optimizer.step(); emit after_step                (weight decay and momentum act after rewrites)
+      schedule.end_epoch(validation loss, when the schedule watches one)
     method.after_task (extra stages); memory update (herding); emit after_task
     evaluate every seen class; emit after_eval; freeze a teacher copy
 
@@ -24,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gradlab.context import Context
+from gradlab.schedules import build_schedule
 
 EVENTS = ("before_run", "before_task", "before_epoch", "before_backward", "after_backward", "after_step",
           "after_epoch", "after_task", "after_eval", "after_run")
@@ -77,6 +79,8 @@ class Trainer:
         epochs = tqdm(range(cfg.epochs), desc=f"phase {task.index}", leave=False, disable=not cfg.progress)
         for epoch in epochs:
             epochs.set_postfix(loss=f"{self.train_epoch(epoch):.3f}")
+            if self.schedule.finished:                   # the patience schedule ran out of lr
+                break
         self.end_phase(task)
 
     def begin_phase(self, task) -> None:
@@ -91,8 +95,7 @@ class Trainer:
         self.emit("before_task")
         ctx.optimizer = torch.optim.SGD([p for p in ctx.model.parameters() if p.requires_grad], lr=cfg.lr,
                                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.schedule = torch.optim.lr_scheduler.MultiStepLR(ctx.optimizer, cfg.milestones(),
-                                                             gamma=1.0 / cfg.lr_factor)
+        self.schedule = build_schedule(ctx.optimizer, cfg)
         ctx.step = -1
 
     def train_epoch(self, epoch: int) -> float:
@@ -118,7 +121,7 @@ class Trainer:
             self.emit("after_step")
             loss_sum += ctx.loss.detach().float()
             steps += 1
-        self.schedule.step()
+        self.schedule.end_epoch(self.validation_loss() if self.schedule.needs_validation else None)
         epoch_loss = float(loss_sum) / max(steps, 1)
         self.epoch_losses.append(epoch_loss)
         self.emit("after_epoch")
@@ -129,6 +132,8 @@ class Trainer:
         ctx = self.ctx
         ctx.batch = ctx.out = ctx.loss = None
         ctx.losses = {}
+        if self.schedule.log():
+            ctx.phase_log["schedule"] = self.schedule.log()
         self.method.after_task(ctx)
         self.update_memory(task)
         self.emit("after_task")
@@ -149,6 +154,22 @@ class Trainer:
         labels = self.ctx.scenario.train.labels[candidates]
         new_classes = {int(c): candidates[labels == c] for c in task.classes}
         self.ctx.memory.update(new_classes, features_fn=self.features, phase=task.index)
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """The method's training loss on this task's validation hold-out (eval mode, no augmentation),
+        averaged over images: what FACIL's patience scheme watches."""
+        ctx = self.ctx
+        ctx.model.eval()
+        labels = ctx.val_data.labels.cpu().numpy()
+        indices = np.flatnonzero(np.isin(labels, ctx.task.classes))
+        total, count = torch.zeros((), device=ctx.device), 0
+        for batch in ctx.val_data.eval_batches(indices):
+            with self.autocast:
+                losses = self.method.losses(batch, ctx.model(batch.x))
+            total += sum(losses.values()).detach().float() * len(batch.y)
+            count += len(batch.y)
+        return float(total) / max(count, 1)
 
     @torch.no_grad()
     def evaluate(self) -> np.ndarray:

@@ -22,8 +22,10 @@ The means need the exemplars chosen after this phase, and the trainer updates th
 ``after_task``: they are computed at the first prediction after the memory changed (``after_task`` marks
 them stale), i.e. before the phase's evaluation, as FACIL computes them right after herding.
 
-Not reproduced: LT-CIL's iCaRL patience schedule (lr / 10 when the validation loss stalls for 5 epochs,
-stop below 1e-4; specs §3.3, §4.2). The run's step schedule is used.
+Schedule: the run's (step by default). LT-CIL's iCaRL runs FACIL's patience scheme (lr / 10 when the
+validation loss has not improved for 5 epochs, stop below 1e-4; specs §3.3, §4.2): a run setting, not a
+method arg, since any method can use it: ``lr_schedule: patience`` with ``val_fraction: 0.1``
+(``--lr-schedule patience --val-fraction 0.1``; :mod:`gradlab.schedules`).
 Method args: ``loss`` (ce_kd | sigmoid), ``classifier`` (nme | cnn), ``flip_means`` (true | false | null),
 ``lambda_kd`` (1).
 """
