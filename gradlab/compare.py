@@ -103,7 +103,7 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
     table = comparison_table(records)
     first = next(iter(configs.values()))
     described = (f"scenario {first.scenario}, order {first.order}, rho {first.rho:g}, tasks {first.tasks}, "
-                 f"base {first.base}, memory {first.memory}, model {first.model}, epochs {first.epochs}, "
+                 f"base {'even' if first.base is None else first.base}, memory {first.memory}, model {first.model}, epochs {first.epochs}, "
                  f"seed {first.seed}")
     write_text(out / "comparison.csv", table.to_csv(index=False))
     write_text(out / "comparison.md", markdown(table, described))

@@ -23,7 +23,7 @@ def test_compare_writes_a_table_that_matches_the_runs(tmp_path):
     csv = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     assert list(csv.method) == ["finetune", "dgr"]
     md = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "| `dgr` |" in md and "| `finetune` |" in md and "scenario digits" in md
+    assert "| `dgr` |" in md and "| `finetune` |" in md and "scenario digits" in md and "base even" in md
     aia = table.set_index("method").average_incremental_accuracy
     assert f"{100 * aia['dgr']:.1f}" in md
     curves = pd.read_csv(tmp_path / "cmp" / "accuracy_curves.csv")
