@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
             compare.add_argument(flag, dest=dest, type=kind, default=argparse.SUPPRESS, help=text)
     compare.add_argument("--preset", dest="presets", action="append", default=argparse.SUPPRESS,
                          help=f"apply a preset (repeatable): {', '.join(sorted(PRESETS))}")
+    compare.add_argument("--method-arg", dest="method_args", action="append", default=[],
+                         metavar="METHOD:KEY=VALUE", help="a setting of one compared method (repeatable), "
+                                                          "e.g. wa:clip=false")
     compare.add_argument("--out", default="runs/compare", help="folder for comparison.{csv,md} and the figure")
     compare.add_argument("--cache", default="runs/cache", help="folder of cached runs (default runs/cache)")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -150,11 +153,19 @@ def command_figures(ns: argparse.Namespace) -> int:
 def command_compare(ns: argparse.Namespace) -> int:
     from gradlab.compare import compare
 
-    skip = ("command", "config", "methods", "out", "cache", "quiet")
+    skip = ("command", "config", "methods", "method_args", "out", "cache", "quiet")
     values = {k: v for k, v in vars(ns).items() if k not in skip}
     settings = RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
     settings = {k: v for k, v in settings.to_dict().items() if k not in ("method", "method_args", "out", "progress")}
-    table = compare(ns.methods, out=ns.out, cache_dir=ns.cache, progress=not ns.quiet, **settings)
+    per_method: dict[str, list[str]] = {}
+    for item in ns.method_args:
+        method, sep, pair = item.partition(":")
+        if not sep or "=" not in pair or "=" in method:
+            raise ConfigError(f"--method-arg expects METHOD:KEY=VALUE (e.g. wa:clip=false), got {item!r}")
+        per_method.setdefault(method, []).append(pair)
+    method_args = {method: _method_args(pairs) for method, pairs in per_method.items()}
+    table = compare(ns.methods, out=ns.out, cache_dir=ns.cache, method_args=method_args, progress=not ns.quiet,
+                    **settings)
     print((Path(ns.out) / "comparison.md").read_text())
     print(f"written: {ns.out}/comparison.csv, comparison.md, accuracy_curves.png/.pdf/.csv ({len(table)} methods)")
     return 0

@@ -53,6 +53,9 @@ def comparison_configs(methods, method_args: dict | None = None, **settings) -> 
     if unknown:
         raise ConfigError(f"methods: {unknown} are not registered; allowed: {sorted(METHODS)}")
     method_args = method_args or {}
+    stray = sorted(set(method_args) - set(methods))
+    if stray:
+        raise ConfigError(f"method_args: {stray} are not among the compared methods {methods}")
     configs = {}
     for name in methods:
         cfg = RunConfig.from_dict({"progress": False, **settings, "method": name,

@@ -78,3 +78,19 @@ def test_cli_compare_all_is_checked_before_running(tmp_path, capsys):
     assert main(["compare", "--methods", "all", "--scenario", "digits", "--tasks", "0",
                  "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]) == 2
     assert "tasks" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_cli_compare_passes_method_args_to_one_method(tmp_path, capsys):
+    common = ["--scenario", "digits", "--tasks", "3", "--imbalance", "10", "--epochs", "1", "--batch-size", "32",
+              "--memory", "5", "--quiet", "--cache", str(tmp_path / "c")]
+    assert main(["compare", "--methods", "ce,wa", "--method-arg", "wa:clip=false", "--method-arg", "wa:temperature=3",
+                 "--out", str(tmp_path / "o"), *common]) == 0
+    runs = {r.config.method: r for r in (gradlab.load_run(p) for p in (tmp_path / "c").iterdir())}
+    assert runs["wa"].config.method_args == {"clip": False, "temperature": 3} and runs["ce"].config.method_args == {}
+    capsys.readouterr()
+    for bad, message in [("wa:clip", "METHOD:KEY=VALUE"), ("clip=false", "METHOD:KEY=VALUE"),
+                         ("dgr:eta=2", "not among the compared methods"), ("wa:nope=1", "nope")]:
+        assert main(["compare", "--methods", "ce,wa", "--method-arg", bad, "--out", str(tmp_path / "bad"),
+                     *common]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
