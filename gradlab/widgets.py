@@ -212,6 +212,13 @@ class Explorer(W.VBox):
         self.update_panels()
         return record
 
+    def _gradient_panel(self, tables, interactive):
+        """Figure 2 for the latest run, on its classification loss (CE, or NCA for PODNet / SIR)."""
+        term = tables.classification_term(self.record)
+        name = term.removeprefix("grad_")
+        return interactive.gradient_magnitudes(tables.gradient_magnitudes(self.record, term),
+                                               ylabel=f"mean ‖∇<sub>W_j</sub> L<sub>{name}</sub>‖")
+
     def update_panels(self) -> None:
         """Redraw the three plotly panels from ``records`` / ``record``."""
         from gradlab.plots import interactive, tables
@@ -219,7 +226,7 @@ class Explorer(W.VBox):
         latest = {run_label(self.record.config): self.record}
         makers = {
             "accuracy": lambda: interactive.accuracy_curves(tables.accuracy_curves(self.records)),
-            "gradients": lambda: interactive.gradient_magnitudes(tables.gradient_magnitudes(self.record)),
+            "gradients": lambda: self._gradient_panel(tables, interactive),
             "weights": lambda: interactive.weight_norms(tables.weight_norms(latest)),
         }
         in_kernel = _in_kernel()

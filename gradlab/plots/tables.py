@@ -34,6 +34,20 @@ def _probe_terms(record) -> list[str]:
     return sorted(str(t) for t in pd.unique(probes["term"].astype(str)))
 
 
+# the classification loss whose row gradients Figure 2 shows: CE for most methods, NCA for PODNet and SIR
+CLASSIFICATION_TERMS = ("grad_ce", "grad_nca")
+
+
+def classification_term(record) -> str:
+    """The probe term of the run's classification loss (``grad_ce``, or ``grad_nca`` for PODNet / SIR)."""
+    available = _probe_terms(record)
+    for term in CLASSIFICATION_TERMS:
+        if term in available:
+            return term
+    raise ValueError(f"run {str(record.path)!r} has no classification-loss gradients ({list(CLASSIFICATION_TERMS)}); "
+                     f"available terms: {available if available else 'none (probes were off?)'}")
+
+
 def _probe_rows(record, terms) -> pd.DataFrame:
     """Rows of ``record.probes`` whose term is in ``terms``; ValueError naming a missing term."""
     available = _probe_terms(record)
@@ -130,11 +144,11 @@ def forgetting_curves(records: Mapping) -> pd.DataFrame:
 def weight_norms(records: Mapping, phase: int | None = None) -> pd.DataFrame:
     """Per-class classifier weight norm ||W_j||_2 and bias |b_j| at the end of ``phase``
     (probes with ``epoch == -1``; default: each run's last phase). Columns: label, class, task,
-    train_count, weight_norm, bias_abs.
+    train_count, weight_norm, bias_abs (NaN for heads without a bias: LUCIR's cosine head, PODNet's LSC).
     """
     frames = []
     for label, record in _check_records(records).items():
-        rows = _probe_rows(record, ["weight_norm", "bias_abs"])
+        rows = _probe_rows(record, ["weight_norm"] + (["bias_abs"] if "bias_abs" in _probe_terms(record) else []))
         rows = rows[rows["epoch"] == -1]
         if not len(rows):
             raise ValueError(f"run {str(record.path)!r} has no phase-end (epoch == -1) weight rows")
