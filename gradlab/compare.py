@@ -1,12 +1,12 @@
 """Compare methods on one scenario: a tidy table, a markdown/CSV comparison and an accuracy-curve figure.
 
-``compare(["finetune", "icarl", "dgr"], scenario="synthetic", tasks=6, ...)`` (or ``compare(["all"], ...)``) trains (or reuses, from the
-run cache of :mod:`gradlab.figures`) one run per method with the same settings and seed, and writes into
-``out``: ``comparison.csv`` / ``comparison.md`` (one row per method: average incremental accuracy both
-ways, final accuracy both ways, average forgetting, final many / medium / few accuracy) and
-``accuracy_curves.{png,pdf,csv}``. All numbers are fractions in [0, 1] in the CSV and percentages in the
-markdown. Metric definitions: README "Metrics" (class-weighted A_t vs the unweighted mean over tasks that
-the official DGR / LT-CIL code prints).
+``compare(["finetune", "icarl", "dgr"], scenario="synthetic", tasks=6, ...)`` (``["all"]``: every method)
+trains (or reuses, from the run cache of :mod:`gradlab.figures`) one run per method with the same settings
+and seed, and writes into ``out``: ``comparison.csv`` / ``comparison.md`` (one row per method: average
+incremental accuracy both ways, final accuracy both ways, average forgetting, final many / medium / few
+accuracy) and ``accuracy_curves.{png,pdf,csv}``. All numbers are fractions in [0, 1] in the CSV and
+percentages in the markdown. Metric definitions: README "Metrics" (class-weighted A_t vs the unweighted mean
+over tasks that the official DGR / LT-CIL code prints).
 """
 from __future__ import annotations
 
@@ -105,9 +105,9 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
     records = {name: cached_run(cfg, cache_dir, progress) for name, cfg in configs.items()}
     table = comparison_table(records)
     first = next(iter(configs.values()))
+    base = "even" if first.base is None else first.base
     described = (f"scenario {first.scenario}, order {first.order}, rho {first.rho:g}, tasks {first.tasks}, "
-                 f"base {'even' if first.base is None else first.base}, memory {first.memory}, model {first.model}, epochs {first.epochs}, "
-                 f"seed {first.seed}")
+                 f"base {base}, memory {first.memory}, model {first.model}, epochs {first.epochs}, seed {first.seed}")
     write_text(out / "comparison.csv", table.to_csv(index=False))
     write_text(out / "comparison.md", markdown(table, described))
     curves = T.accuracy_curves(records)

@@ -132,8 +132,9 @@ class Trainer:
         ctx = self.ctx
         ctx.batch = ctx.out = ctx.loss = None
         ctx.losses = {}
-        if self.schedule.log():
-            ctx.phase_log["schedule"] = self.schedule.log()
+        schedule_log = self.schedule.log()
+        if schedule_log:
+            ctx.phase_log["schedule"] = schedule_log
         self.method.after_task(ctx)
         self.update_memory(task)
         self.emit("after_task")
@@ -161,8 +162,7 @@ class Trainer:
         averaged over images: what FACIL's patience scheme watches."""
         ctx = self.ctx
         ctx.model.eval()
-        labels = ctx.val_data.labels.cpu().numpy()
-        indices = np.flatnonzero(np.isin(labels, ctx.task.classes))
+        indices = np.flatnonzero(np.isin(ctx.scenario.val.labels, ctx.task.classes))   # host labels: no sync
         total, count = torch.zeros((), device=ctx.device), 0
         for batch in ctx.val_data.eval_batches(indices):
             with self.autocast:

@@ -212,8 +212,10 @@ class Explorer(W.VBox):
         self.update_panels()
         return record
 
-    def _gradient_panel(self, tables, interactive):
+    def _gradient_panel(self):
         """Figure 2 for the latest run, on its classification loss (CE, or NCA for PODNet / SIR)."""
+        from gradlab.plots import interactive, tables
+
         term = tables.classification_term(self.record)
         name = term.removeprefix("grad_")
         return interactive.gradient_magnitudes(tables.gradient_magnitudes(self.record, term),
@@ -226,7 +228,7 @@ class Explorer(W.VBox):
         latest = {run_label(self.record.config): self.record}
         makers = {
             "accuracy": lambda: interactive.accuracy_curves(tables.accuracy_curves(self.records)),
-            "gradients": lambda: self._gradient_panel(tables, interactive),
+            "gradients": lambda: self._gradient_panel(),
             "weights": lambda: interactive.weight_norms(tables.weight_norms(latest)),
         }
         in_kernel = _in_kernel()

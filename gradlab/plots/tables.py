@@ -148,7 +148,8 @@ def weight_norms(records: Mapping, phase: int | None = None) -> pd.DataFrame:
     """
     frames = []
     for label, record in _check_records(records).items():
-        rows = _probe_rows(record, ["weight_norm"] + (["bias_abs"] if "bias_abs" in _probe_terms(record) else []))
+        has_bias = "bias_abs" in _probe_terms(record)
+        rows = _probe_rows(record, ["weight_norm", "bias_abs"] if has_bias else ["weight_norm"])
         rows = rows[rows["epoch"] == -1]
         if not len(rows):
             raise ValueError(f"run {str(record.path)!r} has no phase-end (epoch == -1) weight rows")
