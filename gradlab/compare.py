@@ -100,7 +100,7 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
 
     configs = comparison_configs(methods, method_args, **settings)
     out = Path(out)
-    check_figure_inputs({"compare": configs}, out)
+    check_figure_inputs(configs.values(), out)
     out.mkdir(parents=True, exist_ok=True)
     records = {name: cached_run(cfg, cache_dir, progress) for name, cfg in configs.items()}
     table = comparison_table(records)

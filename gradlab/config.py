@@ -14,13 +14,14 @@ from typing import Any
 import yaml
 
 from gradlab.data.profiles import ORDERS, PROFILES
+from gradlab.data.sources import SOURCE_INFO
 
 
 class ConfigError(ValueError):
     """An invalid setting; the message names the field and the allowed values."""
 
 
-SCENARIOS = ("cifar100", "digits", "synthetic")
+SCENARIOS = tuple(SOURCE_INFO)        # fashion_mnist, cifar100, digits, synthetic
 MODELS = ("auto", "resnet32", "small")
 AUGMENTS = ("auto", "crop_flip", "resized_crop", "none")
 SELECTIONS = ("herding", "random")
@@ -76,7 +77,8 @@ class RunConfig:
     # run
     seed: int = 0
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "fp32"             # fp32 | bf16 (autocast; ~2x faster on CPUs with avx512_bf16)
+    channels_last: bool = False         # NHWC memory layout for the convolutions (faster on CPU with bf16)
     out: str | None = None
     data_root: str = "data"
     download: bool = False
@@ -196,7 +198,7 @@ class RunConfig:
             if not isinstance(self.lr_milestones, (list, tuple)) or not all(
                     isinstance(m, int) and 1 <= m <= self.epochs for m in self.lr_milestones):
                 raise ConfigError(f"lr_milestones must be a list of epochs in [1, {self.epochs}], got {self.lr_milestones!r}")
-        for name in ("download", "checkpoints", "progress"):
+        for name in ("download", "checkpoints", "progress", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         from gradlab.probes import PROBE_EVERY, PROBES
@@ -209,8 +211,6 @@ class RunConfig:
 
     def _validate_split(self) -> None:
         from gradlab.data.profiles import task_sizes
-        from gradlab.data.sources import SOURCE_INFO
-
         num_classes = SOURCE_INFO[self.scenario].num_classes
         base, tasks = self.split_base_tasks(num_classes)
         if tasks > num_classes:

@@ -1,101 +1,114 @@
-"""The paper's figures, regenerated: which runs each figure needs, a cache of finished runs, the files.
+"""The paper's figures, regenerated over several seeds, with a verdict on each finding.
 
 ``make_figures`` (CLI: ``gradlab figures``) writes, into ``out``:
 
-- ``fig2_gradient_magnitudes.{png,pdf,csv}``: DGR paper Figure 2, the per-class average
-  ||grad L_ce(W_j)|| in each of 3 tasks under plain CE with 20 exemplars per class (specs/dgr.md §7);
-- ``fig5_forgetting.{png,pdf,csv}``: Figure 5, forgetting (FACIL) at every incremental step for the
-  distillation variants none / kd / feature / dakd, all on DGR's reweighting and prior;
-- ``weight_norms.{png,pdf,csv}``: per-class classifier weight norms after the last phase, CE vs DGR
-  (and WA / BiC once those methods are registered);
-- ``README.md``: the settings of every run behind them, and whether the data were generated.
+- ``fig2_gradient_magnitudes``: Figure 2, per-class average ||grad L_ce(W_j)|| in every phase under plain CE;
+- ``fig5_forgetting``: Figure 5, forgetting (FACIL) at every incremental step for DGR with the distillation
+  none / KD / feature / DAKD;
+- ``weight_norms``: classifier row norms after the last phase, CE vs DGR vs BiC vs WA;
+- ``fig4_memory_imbalance``: Figure 4 analogue, accuracy at every step for CE and DGR as the memory
+  budget (10, 20, 50 per class) and the imbalance ratio (ρ = 10, 50, 100) change;
 
-``quick=True`` is the offline CPU setting of ``make figures`` (small CNN, few epochs, head classes cut to
-100 images); ``quick=False`` is the paper's recipe (the ``paper`` preset: 160 epochs, batch 128,
-10 % hold-out, RandomResizedCrop; pass ``scenario="cifar100"`` for CIFAR-100-LT). Finished runs are
-cached in ``cache_dir`` under a hash of their settings and reused; files are written atomically.
+each as PNG, PDF and the CSV behind it (one row per seed), and ``README.md``: the verdict table, the
+settings of every run and the measured time. Every run repeats over ``seeds`` (default 0, 1, 2); runs
+with the same settings are shared between figures; finished runs are reused from ``cache_dir``; the rest
+train in parallel worker processes (:mod:`gradlab.executor`).
+
+``quick=True`` (``make figures``) is the short CPU protocol on Fashion-MNIST-LT; ``quick=False`` the
+paper's recipe (160 epochs, batch 128, 10 % hold-out, RandomResizedCrop; ``scenario="cifar100"`` for
+CIFAR-100-LT with ResNet-32 and learning from half).
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
+import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from gradlab.config import PRESETS, ConfigError, RunConfig
-from gradlab.records import RunRecord, atomic_write, write_text
+from gradlab.executor import cached_run, run_key, run_many  # noqa: F401  (cached_run, run_key: public here too)
+from gradlab.records import atomic_write, write_text
 
-FIGURES = ("fig2", "fig5", "weight_norms")
-FILE_NAMES = {"fig2": "fig2_gradient_magnitudes", "fig5": "fig5_forgetting", "weight_norms": "weight_norms"}
-QUICK = {"model": "small", "epochs": 6, "max_per_class": 100, "batch_size": 64}
+FIGURES = ("fig2", "fig5", "weight_norms", "fig4")
+FILE_NAMES = {"fig2": "fig2_gradient_magnitudes", "fig5": "fig5_forgetting", "weight_norms": "weight_norms",
+              "fig4": "fig4_memory_imbalance"}
+SEEDS = (0, 1, 2)
+# The short protocol, fixed before any comparison of methods was looked at: the paper's memory (20 per
+# class), ρ = 100 and shuffled order; head classes cut to 1 000 images (50x the memory); five tasks of
+# two classes; a small CNN; 20 epochs of batch 32 (lr 0.1, /10 after epochs 10 and 15); bf16 + NHWC on CPU.
+QUICK = {"model": "small", "epochs": 20, "batch_size": 32, "precision": "bf16", "channels_last": True}
+QUICK_MAX_PER_CLASS = {"fashion_mnist": 1000}      # other sources: every image they have
 PAPER = {key: value for key, value in PRESETS["paper"].items() if key != "memory"}
-NOT_HASHED = ("out", "progress")            # settings that do not change a run's numbers
 DISTILLATIONS = {"none": "none", "KD": "kd", "feature": "feature", "DAKD": "dakd"}
-EXTRA_WEIGHT_NORM_METHODS = {"WA": "wa", "BiC": "bic"}   # drawn when registered
+WEIGHT_NORM_METHODS = {"CE": ("ce", {}), "DGR": ("dgr", {"distillation": "dakd"}), "BiC": ("bic", {}),
+                       "WA": ("wa", {})}
+FIG4_METHODS = {"CE": ("ce", {}), "DGR": ("dgr", {"distillation": "dakd"})}
+FIG4_SETTINGS = {"memory": (10, 20, 50), "imbalance": (10, 50, 100)}
 
 
 def _settings(quick: bool, scenario: str, device: str, overrides: dict) -> dict:
-    """What every run of every figure shares: the long-tailed scenario, memory 20, seed 0."""
-    settings = {"scenario": scenario, "order": "lt", "imbalance": 100, "memory": 20, "seed": 0,
-                "device": device, "checkpoints": False, "progress": False,
-                "probes": ["gradients", "weights", "accuracy"], **(QUICK if quick else PAPER)}
+    """What every run of every figure shares: the long-tailed scenario (ρ = 100, shuffled order), memory 20."""
+    from gradlab.data.sources import SOURCE_INFO
+
+    if scenario not in SOURCE_INFO:
+        raise ConfigError(f"scenario must be one of {list(SOURCE_INFO)}, got {scenario!r}")
+    settings = {"scenario": scenario, "order": "lt", "imbalance": 100, "memory": 20, "device": device,
+                "checkpoints": False, "progress": False, "probes": ["gradients", "weights", "accuracy"]}
+    if quick:
+        settings.update(QUICK, max_per_class=QUICK_MAX_PER_CLASS.get(scenario))
+    else:
+        settings.update(PAPER)
     return {**settings, **overrides}
 
 
-def figure_configs(name: str, quick: bool = True, scenario: str = "synthetic", device: str = "auto",
-                   **overrides) -> dict[str, RunConfig]:
-    """The runs one figure needs, by legend label; ``overrides`` (e.g. ``epochs=1``) apply to all of them."""
-    from gradlab.methods import METHODS
+def _split(name: str, quick: bool, scenario: str) -> dict:
+    """Five tasks of two classes on 10-class sources; on 100 classes five even tasks (quick), or the
+    paper's learning from half (50 + 5 x 10) with Figure 2's three tasks."""
+    from gradlab.data.sources import SOURCE_INFO
 
+    if SOURCE_INFO[scenario].num_classes <= 10 or quick:
+        return {"base": None, "tasks": 5}
+    return {"base": None, "tasks": 3} if name == "fig2" else {"split": "lfh"}
+
+
+def figure_plan(name: str, quick: bool = True, scenario: str = "fashion_mnist", device: str = "auto",
+                seeds=SEEDS, **overrides) -> dict:
+    """The runs one figure needs: {key: {seed: RunConfig}}; key = legend label, or for ``fig4``
+    (label, factor, setting). ``overrides`` (e.g. ``epochs=1``) apply to every run."""
     if name not in FIGURES:
         raise ConfigError(f"figure must be one of {list(FIGURES)}, got {name!r}")
+    seeds = list(seeds)
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
     common = _settings(quick, scenario, device, overrides)
-    # Fig. 2: three tasks; Fig. 5 and weight norms: four equal tasks (quick) or learning from half (paper)
-    steps = {"base": None, "tasks": 3} if name == "fig2" else \
-        {"base": None, "tasks": 4} if quick else {"split": "lfh"}
+    steps = _split(name, quick, scenario)
     steps = {**steps, **{k: v for k, v in overrides.items() if k in ("base", "tasks", "split")}}
     if name == "fig2":
-        plan = {"CE": ("ce", {})}
+        plan = {"CE": ("ce", {}, {})}
     elif name == "fig5":
-        plan = {label: ("dgr", {"distillation": kind}) for label, kind in DISTILLATIONS.items()}
+        plan = {label: ("dgr", {"distillation": kind}, {}) for label, kind in DISTILLATIONS.items()}
+    elif name == "weight_norms":
+        plan = {label: (method, args, {}) for label, (method, args) in WEIGHT_NORM_METHODS.items()}
     else:
-        plan = {"CE": ("ce", {}), "DGR": ("dgr", {"distillation": "dakd"})}
-        plan.update({label: (method, {}) for label, method in EXTRA_WEIGHT_NORM_METHODS.items() if method in METHODS})
-    return {label: RunConfig.from_dict({**common, **steps, "method": method, "method_args": args})
-            for label, (method, args) in plan.items()}
+        plan = {(label, factor, value): (method, args, {factor: value})
+                for factor, values in FIG4_SETTINGS.items() for value in values
+                for label, (method, args) in FIG4_METHODS.items()}
+    return {key: {seed: RunConfig.from_dict({**common, **steps, **changes, "method": method,
+                                             "method_args": args, "seed": seed})
+                  for seed in seeds}
+            for key, (method, args, changes) in plan.items()}
 
 
-def run_key(cfg: RunConfig) -> str:
-    """A folder name for a run: method + a hash of every setting that changes its numbers."""
-    values = {k: v for k, v in cfg.to_dict().items() if k not in NOT_HASHED}
-    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"{cfg.method}-{digest}"
+def figure_configs(name: str, quick: bool = True, scenario: str = "fashion_mnist", device: str = "auto",
+                   seed: int = 0, **overrides) -> dict[str, RunConfig]:
+    """One seed's runs of a figure, by legend label (``fig4``: "CE · memory 10", ...)."""
+    plan = figure_plan(name, quick, scenario, device, seeds=[seed], **overrides)
+    return {(key if isinstance(key, str) else f"{key[0]} · {key[1]} {key[2]:g}"): runs[seed]
+            for key, runs in plan.items()}
 
 
-def _same_settings(record: RunRecord, cfg: RunConfig) -> bool:
-    stored = {k: v for k, v in record.config.to_dict().items() if k not in NOT_HASHED}
-    wanted = {k: v for k, v in cfg.to_dict().items() if k not in NOT_HASHED}
-    return yaml.safe_load(yaml.safe_dump(stored)) == yaml.safe_load(yaml.safe_dump(wanted))
-
-
-def cached_run(cfg: RunConfig, cache_dir: str | Path = "runs/cache", progress: bool = False,
-               callbacks=()) -> RunRecord:
-    """Load the finished run with exactly these settings from ``cache_dir``, or train it there."""
-    import gradlab
-
-    folder = Path(cache_dir) / run_key(cfg)
-    if (folder / "summary.json").is_file():
-        record = RunRecord(folder)
-        if record.complete and _same_settings(record, cfg):
-            return record
-    return gradlab.run(cfg, callbacks=callbacks, overwrite=True, out=str(folder), progress=progress)
-
-
-def check_figure_inputs(configs: dict[str, dict[str, RunConfig]], out: Path) -> None:
-    """Everything that can be checked before the first run: settings, data files, the output folder."""
+def check_figure_inputs(configs, out: Path) -> None:
+    """Everything that can be checked before the first run of ``configs`` (RunConfigs): settings, data
+    files, the output folder."""
     from gradlab.data.sources import check_source
     from gradlab.methods import build_method
     from gradlab.runner import check_out_dir
@@ -104,48 +117,88 @@ def check_figure_inputs(configs: dict[str, dict[str, RunConfig]], out: Path) -> 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out: {str(out)!r} exists and is not a folder")
     check_out_dir(out / ".gradlab-probe", overwrite=True)
-    for runs in configs.values():
-        for cfg in runs.values():
-            cfg.validate()
-            pick_device(cfg.device)
-            build_method(cfg.method, cfg, **cfg.method_args)
+    checked = set()
+    for cfg in configs:
+        cfg.validate()
+        pick_device(cfg.device)
+        build_method(cfg.method, cfg, **cfg.method_args)
+        if (cfg.scenario, cfg.data_root, cfg.download) not in checked:
             check_source(cfg.scenario, cfg.data_root, cfg.download)
+            checked.add((cfg.scenario, cfg.data_root, cfg.download))
 
 
-def make_figures(out: str | Path = "figures", quick: bool = True, scenario: str = "synthetic",
-                 device: str = "auto", cache_dir: str | Path = "runs/cache", only=None, progress: bool = False,
-                 **overrides) -> dict[str, list[Path]]:
-    """Run (or reuse) what the figures need and write them with their CSVs and a README; returns the files."""
-    from gradlab.plots import figures as F
+def figure_tables(plans: dict, records: dict) -> dict:
+    """The per-seed table behind each figure (the CSVs) from ``records`` {(figure, key, seed): RunRecord}."""
     from gradlab.plots import tables as T
+
+    def by_seed(name):
+        seeds = sorted({seed for runs in plans[name].values() for seed in runs})
+        return {seed: {key: records[(name, key, seed)] for key in plans[name]} for seed in seeds}
+
+    out = {}
+    for name in plans:
+        if name == "fig2":
+            out[name] = T.per_seed(T.gradient_magnitudes, {s: r["CE"] for s, r in by_seed(name).items()})
+        elif name == "fig5":
+            out[name] = T.per_seed(T.forgetting_curves, by_seed(name))
+        elif name == "weight_norms":
+            out[name] = T.per_seed(T.weight_norms, by_seed(name))
+        else:
+            out[name] = T.accuracy_by_setting({(*key, seed): records[(name, key, seed)]
+                                               for key, runs in plans[name].items() for seed in runs})
+    return out
+
+
+def figure_verdicts(tables: dict) -> list:
+    """The verdict rows (:mod:`gradlab.verdicts`) for the figures present in ``tables``."""
+    from gradlab import verdicts as V
+
+    rows = []
+    if "fig2" in tables:
+        rows.append(V.fig2_verdict(tables["fig2"]))
+    if "weight_norms" in tables:
+        rows += V.weight_norm_verdicts(tables["weight_norms"])
+    if "fig5" in tables:
+        rows.append(V.fig5_verdict(tables["fig5"]))
+    if "fig4" in tables:
+        rows.append(V.fig4_verdict(tables["fig4"]))
+    return rows
+
+
+def make_figures(out: str | Path = "figures", quick: bool = True, scenario: str = "fashion_mnist",
+                 device: str = "auto", cache_dir: str | Path = "runs/cache", only=None, seeds=SEEDS,
+                 workers: int | None = None, progress: bool = False, **overrides) -> dict[str, list[Path]]:
+    """Run (or reuse) what the figures need and write them with their CSVs and a README; returns the files."""
+    from gradlab.figures_readme import figures_readme
+    from gradlab.plots import paper as P
 
     names = list(FIGURES if only is None else only)
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
         raise ConfigError(f"only: {unknown} are not figures; allowed: {list(FIGURES)}")
     out = Path(out)
-    configs = {name: figure_configs(name, quick, scenario, device, **overrides) for name in names}
-    check_figure_inputs(configs, out)
+    plans = {name: figure_plan(name, quick, scenario, device, seeds, **overrides) for name in names}
+    configs = {(name, key, seed): cfg for name, plan in plans.items() for key, runs in plan.items()
+               for seed, cfg in runs.items()}
+    check_figure_inputs(configs.values(), out)
     out.mkdir(parents=True, exist_ok=True)
-
+    named = {f"{name} {key if isinstance(key, str) else ' '.join(map(str, key))} seed {seed}": cfg
+             for (name, key, seed), cfg in configs.items()}
+    before = sum(1 for cfg in {run_key(c): c for c in configs.values()}.values()
+                 if (Path(cache_dir) / run_key(cfg) / "summary.json").is_file())
     start = time.perf_counter()
-    records = {name: {label: cached_run(cfg, cache_dir, progress) for label, cfg in runs.items()}
-               for name, runs in configs.items()}
-    written: dict[str, list[Path]] = {}
-    for name in names:
-        runs = records[name]
-        if name == "fig2":
-            table = T.gradient_magnitudes(runs["CE"])
-            fig = F.fig2(table)
-        elif name == "fig5":
-            table = T.forgetting_curves(runs)
-            fig = F.fig5(table)
-        else:
-            table = T.weight_norms(runs)
-            fig = F.weight_norms(table)
-        written[name] = write_figure(out / FILE_NAMES[name], fig, table)
+    log = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda line: None)
+    by_name = run_many(named, cache_dir, workers=workers, log=log)
+    seconds = time.perf_counter() - start
+    records = dict(zip(configs, by_name.values()))
+    tables = figure_tables(plans, records)
+    rows = figure_verdicts(tables)
+    draw = {"fig2": P.fig2, "fig5": P.fig5, "weight_norms": P.weight_norms, "fig4": P.fig4}
+    written = {name: write_figure(out / FILE_NAMES[name], draw[name](tables[name]), tables[name]) for name in names}
+    timing = {"seconds": seconds, "distinct": len({run_key(c) for c in configs.values()}), "cached": before,
+              "workers": workers}
     readme = out / "README.md"
-    write_text(readme, figures_readme(configs, records, quick, time.perf_counter() - start))
+    write_text(readme, figures_readme(plans, records, tables, rows, quick, timing))
     written["README"] = [readme]
     return written
 
@@ -157,46 +210,3 @@ def write_figure(stem: Path, fig, table) -> list[Path]:
     atomic_write(paths[1], lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight"))
     atomic_write(paths[2], lambda tmp: table.to_csv(tmp, index=False))
     return paths
-
-
-SETTING_COLUMNS = ("scenario", "order", "imbalance", "max_per_class", "base", "tasks", "split", "memory",
-                   "model", "epochs", "batch_size", "augment", "val_fraction", "seed")
-
-
-def figures_readme(configs, records, quick: bool, seconds: float) -> str:
-    """figures/README.md: what each figure shows and the settings of every run behind it."""
-    scenarios = {cfg.scenario for runs in configs.values() for cfg in runs.values()}
-    lines = ["# Figures", "",
-             "Regenerated by `gradlab figures" + (" --quick" if quick else "") + "` "
-             f"({'quick offline settings' if quick else 'the paper recipe'}; "
-             f"{seconds:.0f} s for the runs and files on this machine, cached runs reused).", ""]
-    if "synthetic" in scenarios or "digits" in scenarios:
-        lines += ["**The data are generated, not CIFAR-100.** `synthetic` is gradlab's offline stand-in: 100 "
-                  "classes of generated 32×32 images with the CIFAR-100-LT count profile (ρ = 100, exponential, "
-                  "by original label) and the iCaRL class order. `digits` is scikit-learn's handwritten digits. "
-                  "The shapes of the effects are what to look at, not the numbers; for the paper's setting run "
-                  "`gradlab figures --scenario cifar100 --device cuda` (160 epochs per phase).", ""]
-    about = {"fig2": "Per-class average ‖∇L_ce(W_j)‖ (classifier-row gradient magnitude, the `grad_ce` probe "
-                     "averaged over each phase's epochs) under plain CE with 20 exemplars per class; classes "
-                     "grouped by task, head→tail within a task, old classes (memory only) vs new.",
-             "fig5": "Average forgetting (FACIL/Chaudhry: best earlier accuracy minus now, averaged over the old "
-                     "tasks) at each incremental step, for DGR with each distillation; the legend gives each "
-                     "run's average incremental accuracy (class-weighted, base phase included).",
-             "weight_norms": "Per-class classifier weight norms ‖W_j‖₂ after the last phase, coloured by task."}
-    for name, runs in configs.items():
-        lines += [f"## `{FILE_NAMES[name]}` (.png, .pdf, .csv)", "", about[name], "",
-                  "| run | method | method_args | " + " | ".join(SETTING_COLUMNS) + " | avg. inc. acc. |",
-                  "|---" * (len(SETTING_COLUMNS) + 4) + "|"]
-        for label, cfg in runs.items():
-            values = cfg.to_dict()
-            acc = records[name][label].summary.get("average_incremental_accuracy")
-            cells = [label, cfg.method, json.dumps(cfg.method_args) if cfg.method_args else "",
-                     *("" if values[c] is None else str(values[c]) for c in SETTING_COLUMNS),
-                     "" if acc is None else f"{100 * acc:.1f} %"]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    import torch
-
-    lines += [f"Software: gradlab, torch {torch.__version__}, Python {platform.python_version()}; "
-              f"device: {next(iter(next(iter(records.values())).values())).summary.get('device', '?')}.", ""]
-    return "\n".join(lines)

@@ -57,6 +57,9 @@ def build_context(cfg: RunConfig, scenario: Scenario, method) -> Context:
     model_name = default_backbone(cfg.scenario) if cfg.model == "auto" else cfg.model
     backbone = build_backbone(model_name, in_channels=scenario.source.image_shape[2])
     model = method.build_model(backbone).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        model.register_forward_pre_hook(_to_channels_last)
     augment = cfg.augment
     if augment == "auto":
         augment = "crop_flip"
@@ -69,6 +72,11 @@ def build_context(cfg: RunConfig, scenario: Scenario, method) -> Context:
     memory = ExemplarMemory(per_class=cfg.memory, total=cfg.memory_total, selection=cfg.selection, seed=cfg.seed)
     return Context(cfg=cfg, scenario=scenario, model=model, memory=memory, device=device,
                    train_data=train_data, test_data=test_data, val_data=val_data)
+
+
+def _to_channels_last(module, args):
+    """Forward pre-hook: the input batch in NHWC layout, like the weights (kept by the teacher's deepcopy)."""
+    return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
 
 
 def check_validation_split(cfg: RunConfig, scenario: Scenario) -> None:

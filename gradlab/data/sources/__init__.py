@@ -1,0 +1,61 @@
+"""Image sources behind a small registry, one module per dataset family.
+
+``load_source(name, root, download)`` returns a :class:`Source`: train/test :class:`ImageSet` s holding
+uint8 (H, W, C) images and int64 ORIGINAL labels, plus normalisation and augmentation facts. A source
+knows its files and formats only; long-tail counts, class orders and splits live in
+:mod:`gradlab.data.profiles` and :mod:`gradlab.data.scenario`.
+
+| name | module | data |
+|---|---|---|
+| ``fashion_mnist`` | :mod:`~gradlab.data.sources.fashion_mnist` | real, 28x28 grey, 10 classes (IDX files) |
+| ``cifar100`` | :mod:`~gradlab.data.sources.cifar` | real, 32x32 RGB, 100 classes (python pickles) |
+| ``digits`` | :mod:`~gradlab.data.sources.generated` | real, scikit-learn's 8x8 digits, 10 classes |
+| ``synthetic`` | :mod:`~gradlab.data.sources.generated` | generated 32x32 RGB, 100 classes (not real data) |
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, NamedTuple
+
+from gradlab.data.sources import cifar, fashion_mnist, generated
+from gradlab.data.sources.base import ArrayImageSet, DataError, ImageSet, Source, SourceInfo
+from gradlab.data.sources.cifar import CIFAR_FOLDER, CIFAR_LAYOUT
+from gradlab.data.sources.generated import (DIGITS_TEST_PER_CLASS, SYNTH_CLASSES, SYNTH_SEED, SYNTHETIC_MEAN,
+                                            SYNTHETIC_STD, SyntheticImageSet, render_synthetic)
+
+__all__ = ["ArrayImageSet", "DataError", "ImageSet", "Source", "SourceInfo", "SOURCE_INFO", "check_source",
+           "load_source", "CIFAR_FOLDER", "CIFAR_LAYOUT", "DIGITS_TEST_PER_CLASS", "SYNTH_CLASSES", "SYNTH_SEED",
+           "SYNTHETIC_MEAN", "SYNTHETIC_STD", "SyntheticImageSet", "render_synthetic"]
+
+
+class _Entry(NamedTuple):
+    info: SourceInfo
+    load: Callable[..., Source]                  # load(root, download) -> Source
+    check: Callable[..., None] | None = None     # check(root, download): DataError when bound to fail
+
+
+REGISTRY: dict[str, _Entry] = {
+    "fashion_mnist": _Entry(fashion_mnist.INFO, fashion_mnist.load, fashion_mnist.check),
+    "cifar100": _Entry(cifar.INFO, cifar.load, cifar.check),
+    "digits": _Entry(generated.DIGITS_INFO, generated.load_digits),
+    "synthetic": _Entry(generated.SYNTHETIC_INFO, generated.load_synthetic),
+}
+SOURCE_INFO: dict[str, SourceInfo] = {name: entry.info for name, entry in REGISTRY.items()}
+
+
+def _entry(name: str) -> _Entry:
+    if name not in REGISTRY:
+        raise DataError(f"unknown source {name!r}; allowed names: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def check_source(name: str, root: str | os.PathLike, download: bool) -> None:
+    """Cheap pre-flight check: raise :class:`DataError` if ``load_source`` is bound to fail on missing data."""
+    entry = _entry(name)
+    if entry.check is not None:
+        entry.check(root, download)
+
+
+def load_source(name: str, root: str | os.PathLike = "data", download: bool = False) -> Source:
+    """Load source ``name`` (see the table in this module's docstring)."""
+    return _entry(name).load(root, download)
