@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import gradlab
-from gradlab.plots import figures, interactive, tables
+from gradlab.plots import figures, interactive, paper, tables
 
 METHODS = ("ce", "dgr")
 
@@ -139,16 +139,68 @@ def test_fig2_bars_per_class_old_hatched_and_files(runs, tmp_path):
     fig = figures.fig2(table)
     assert isinstance(fig, Figure)
     axes = [ax for ax in fig.axes if ax.get_visible()]
-    assert len(axes) == 3
+    assert len(axes) == 3 + 1                                    # a panel per phase + the count scatter
     for ax, (phase, frame) in zip(axes, table.groupby("phase")):
         bars = ax.patches
         assert len(bars) == len(frame)
         assert np.allclose([b.get_height() for b in bars], frame.value)
         assert [t.get_text() for t in ax.get_xticklabels()] == [str(c) for c in frame["class"]]
         assert [b.get_hatch() == "//" for b in bars] == list(frame.group == "old")
+    new = table[table.group == "new"]
+    scatter = axes[-1]
+    assert scatter.get_xscale() == "log"
+    assert sorted(map(tuple, scatter.collections[-1].get_offsets())) == \
+        sorted(zip(new.train_count.astype(float), new.value))
     paths = figures.save(fig, tmp_path / "sub" / "fig2")
     assert paths == [tmp_path / "sub" / "fig2.png", tmp_path / "sub" / "fig2.pdf"]
     _assert_png_pdf(paths)
+
+
+def test_multi_seed_figures_show_means_and_spreads(runs, tmp_path):
+    """Two 'seeds' (the two runs' tables, relabelled): bars / lines are the means, error bars the stds."""
+    gm = tables.per_seed(tables.gradient_magnitudes, {0: runs["ce"], 1: runs["dgr"]})
+    assert set(gm.seed) == {0, 1} and len(gm) == 2 * len(tables.gradient_magnitudes(runs["ce"]))
+    agg = tables.aggregate(gm, ["phase", "class"], ["value"])
+    fig = figures.fig2(gm)
+    ax = fig.axes[2]                                              # phase 2: every class
+    expected = agg[agg.phase == 2].set_index("class").value_mean
+    heights = [b.get_height() for b in ax.patches]
+    labels = [int(t.get_text()) for t in ax.get_xticklabels()]
+    assert np.allclose(heights, expected.loc[labels].to_numpy())
+    assert "mean ± std over 2 seeds" in fig._suptitle.get_text()
+    fc = tables.per_seed(tables.forgetting_curves, {0: runs, 1: runs})
+    ax = figures.fig5(fc).axes[0]
+    assert len(ax.get_lines()) == 2 and len(ax.collections) == 2         # a band per label
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    aia = 100 * runs["dgr"].summary["average_incremental_accuracy"]
+    assert f"dgr (ACC {aia:.1f} ± 0.0%)" in legend
+    wn = tables.per_seed(tables.weight_norms, {0: runs, 1: runs})
+    rel = paper.relative_norms(wn)
+    assert np.allclose(rel.groupby(["label", "seed"]).relative_norm.mean(), 1.0)
+    _assert_png_pdf(figures.save(figures.weight_norms(wn), tmp_path / "wn"))
+
+
+def test_fig4_panel_per_setting_line_per_method(runs, tmp_path):
+    records = {(label, factor, setting, seed): record for label, record in (("CE", runs["ce"]), ("DGR", runs["dgr"]))
+               for factor, setting in (("memory", 5), ("memory", 10), ("imbalance", 10)) for seed in (0, 1)}
+    table = tables.accuracy_by_setting(records)
+    assert list(table.columns) == tables.FIG4_COLUMNS and len(table) == 2 * 3 * 2 * 3
+    fig = figures.fig4(table)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["memory 5 / class", "memory 10 / class", "ρ = 10"]
+    for ax in visible:
+        ce, dgr = ax.get_lines()
+        assert np.allclose(ce.get_ydata(), 100 * tables.accuracy_curves({"x": runs["ce"]}).acc_all_seen)
+        assert dgr.get_color() != ce.get_color() and dgr.get_marker() != ce.get_marker()
+    _assert_png_pdf(figures.save(fig, tmp_path / "fig4"))
+
+
+def test_thin_ticks_never_crowd():
+    fig = Figure()
+    ax = fig.subplots()
+    paper.thin_ticks(ax, list(range(100)), [str(i) for i in range(100)], max_ticks=24)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(labels) <= 24 and labels[:2] == ["0", "5"]
 
 
 def test_fig5_one_line_per_label_with_acc_legend(runs, tmp_path):
@@ -169,11 +221,16 @@ def test_fig5_one_line_per_label_with_acc_legend(runs, tmp_path):
 def test_weight_norms_accuracy_heatmap_scatter_figures(runs, tmp_path):
     wn = tables.weight_norms(runs)
     fig = figures.weight_norms(wn)
-    axes = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in axes] == list(METHODS)
-    for ax, label in zip(axes, METHODS):
-        assert np.allclose([b.get_height() for b in ax.patches], wn[wn.label == label].weight_norm)
-        assert len({b.get_facecolor() for b in ax.patches}) == 3              # coloured by task
+    per_task, per_class = fig.axes[:2]
+    rel = paper.relative_norms(wn)
+    task_lines = [line for line in per_task.get_lines() if len(line.get_xdata()) == 3]
+    assert len(task_lines) == len(METHODS)
+    for line, label in zip(task_lines, METHODS):
+        expected = rel[rel.label == label].groupby("task").relative_norm.mean()
+        assert np.allclose(line.get_ydata(), expected.to_numpy())
+    assert per_class.get_xscale() == "log"
+    legend = [t.get_text() for t in per_class.get_legend().get_texts()]
+    assert all(any(text.startswith(f"{label} (ρ_s = ") for text in legend) for label in METHODS)
     _assert_png_pdf(figures.save(fig, tmp_path / "weight_norms"))
 
     fig = figures.accuracy_curves(tables.accuracy_curves(runs))

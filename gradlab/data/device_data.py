@@ -30,7 +30,7 @@ class DeviceImages:
     """uint8 images (N, C, H, W) and labels on ``device``, with batched augmentation.
 
     ``augment``: ``crop_flip`` (zero-pad by ``pad``, random crop back, random horizontal flip when
-    ``flip``), ``resized_crop`` (the official CIFAR recipe, specs/dgr.md §3: Pad(4) then
+    ``flip``), ``resized_crop`` (the official DGR / FACIL CIFAR recipe: Pad(4) then
     RandomResizedCrop(scale 0.08-1, ratio 3/4-4/3) then flip), or ``none``.
     """
 

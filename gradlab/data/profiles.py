@@ -1,4 +1,5 @@
-"""Long-tail count profiles, class orders and task splits (specs/dgr.md §1.2-1.3).
+"""Long-tail count profiles, class orders and task splits, as in the official DGR code
+(JiangpengHe/imbalanced_cil, inherited from LT-CIL, Liu et al., ECCV 2022).
 
 Everything here is a pure function of its arguments: no data is touched.
 """
@@ -12,7 +13,7 @@ ICARL_SEED = 1993
 
 
 def long_tail_counts(n_max: int, num_classes: int, imbalance: float, profile: str = "exp") -> np.ndarray:
-    """Training images per class, indexed by the class's ORIGINAL label (specs/dgr.md §1.3).
+    """Training images per class, indexed by the class's ORIGINAL label (as in CIFAR-100-LT).
 
     ``exp``: n_c = int(n_max * (1/ρ)^(c / (C-1))), so ρ = 100 on CIFAR-100 gives 500, 477, ..., 5
     (total 10 847), exactly as ``IMBALANCECIFAR100`` of the official code.
@@ -51,7 +52,7 @@ def class_order(order: str, num_classes: int, seed: int = 0) -> np.ndarray:
 
 
 def task_sizes(num_classes: int, tasks: int, base: int | None = None) -> list[int]:
-    """Classes per task, base task included (specs/dgr.md §1.2).
+    """Classes per task, base task included (the official DGR / FACIL task split).
 
     ``[B] + [(C-B)//(T-1)]*(T-1)``, the remainder ``(C-B) % (T-1)`` spread as +1 over tasks 1, 2, ....
     Without ``base`` the C classes are split evenly over the T tasks (remainder to the first tasks).

@@ -1,9 +1,10 @@
 """A long-tailed class-incremental scenario: source + count profile + class order + task split.
 
 Labels inside gradlab are *positions* in the class order (position 0 is learned first), as in the
-official code (specs/dgr.md §1.2); ``original_label[position]`` maps back to the dataset's label.
-Counts follow the ORIGINAL label (specs/dgr.md §1.3), so with the shuffled ``lt`` order every task
-mixes head and tail classes, and with ``ltio`` the counts fall across tasks.
+official DGR code; ``original_label[position]`` maps back to the dataset's label.
+Counts follow the ORIGINAL label (as the official CIFAR-100-LT loader, IMBALANCECIFAR100, does),
+so with the shuffled ``lt`` order every task mixes head and tail classes, and with ``ltio`` the
+counts fall across tasks.
 """
 from __future__ import annotations
 

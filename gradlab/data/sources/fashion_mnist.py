@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import subprocess
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -151,21 +152,27 @@ def load(root="data", download: bool = False) -> Source:
             raise
         _download(root)
         files = locate(root)
-    x_tr = read_idx(files["train_images"], IMAGE_MAGIC)
-    y_tr = read_idx(files["train_labels"], LABEL_MAGIC)
-    x_te = read_idx(files["test_images"], IMAGE_MAGIC)
-    y_te = read_idx(files["test_labels"], LABEL_MAGIC)
-    for images, labels, what in ((x_tr, y_tr, "train"), (x_te, y_te, "t10k")):
+    stamp = tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in files.values())
+    return _load_files(stamp)
+
+
+@lru_cache(maxsize=2)
+def _load_files(stamp: tuple) -> Source:
+    """The Source of four located files; cached per process by path, mtime and size (a worker process
+    of ``gradlab figures`` decompresses the files once, not once per run). The arrays are read-only."""
+    files = dict(zip(FILES, (Path(path) for path, _, _ in stamp)))
+    sets = []
+    for split in ("train", "test"):
+        images = read_idx(files[f"{split}_images"], IMAGE_MAGIC)
+        labels = read_idx(files[f"{split}_labels"], LABEL_MAGIC)
         if images.ndim != 3 or images.shape[1:] != (28, 28):
-            raise DataError(f"{files[what.replace('t10k', 'test') + '_images']}: expected images of shape "
-                            f"(N, 28, 28), got {images.shape}")
+            raise DataError(f"{files[f'{split}_images']}: expected images of shape (N, 28, 28), got {images.shape}")
         if labels.ndim != 1 or len(labels) != len(images):
-            raise DataError(f"{files[what.replace('t10k', 'test') + '_labels']}: expected {len(images)} labels "
-                            f"(one per image), got shape {labels.shape}")
+            raise DataError(f"{files[f'{split}_labels']}: expected {len(images)} labels (one per image), "
+                            f"got shape {labels.shape}")
         if labels.size and labels.max() > 9:
-            raise DataError(f"{files[what.replace('t10k', 'test') + '_labels']}: labels must lie in 0..9, "
-                            f"got a {int(labels.max())}")
-    return Source("fashion_mnist", 10, (28, 28, 1),
-                  ArrayImageSet(x_tr[..., None], y_tr.astype(np.int64)),
-                  ArrayImageSet(x_te[..., None], y_te.astype(np.int64)),
-                  mean=MEAN, std=STD, flip=True, pad=2)
+            raise DataError(f"{files[f'{split}_labels']}: labels must lie in 0..9, got a {int(labels.max())}")
+        labels = labels.astype(np.int64)
+        labels.setflags(write=False)
+        sets.append(ArrayImageSet(images[..., None], labels))      # frombuffer: the images are read-only
+    return Source("fashion_mnist", 10, (28, 28, 1), *sets, mean=MEAN, std=STD, flip=True, pad=2)
