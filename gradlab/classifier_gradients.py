@@ -1,4 +1,4 @@
-"""Per-class classifier gradients of each loss term, cheaply (DESIGN.md).
+"""Per-class classifier gradients of each loss term, cheaply (one backward to the logits, one matmul).
 
 For a linear head z = F W^T + b, the gradient of a loss term L on class row j is
 grad_{W_j} L = sum_b (dL/dz_bj) F_b, i.e. G = (dL/dz)^T F, and grad_{b_j} L = sum_b dL/dz_bj.
@@ -25,7 +25,7 @@ class RowGradients(NamedTuple):
     bias: torch.Tensor     # (C,)
 
     def norms(self) -> torch.Tensor:
-        """L2 norm of each weight row, ||grad_{W_j} L||_2 (the bias is not part of the norm, spec §4.4)."""
+        """L2 norm of each weight row, ||grad_{W_j} L||_2 (the bias is not part of the norm, as in the official DGR code)."""
         return torch.linalg.vector_norm(self.weight, dim=1)
 
 

@@ -30,7 +30,7 @@ PRECISIONS = ("fp32", "bf16")
 
 # Presets fill fields the user did not set explicitly (flags and YAML keys always win).
 PRESETS: dict[str, dict[str, Any]] = {
-    # the official recipe for CIFAR-100-LT (specs/dgr.md §1.3, §3): 10 % per-class validation hold-out,
+    # the official DGR recipe for CIFAR-100-LT (its main.sh and data loader): 10 % per-class validation hold-out,
     # RandomResizedCrop augmentation, 160 epochs with steps at 80 and 120, batch 128
     "paper": {"val_fraction": 0.1, "augment": "resized_crop", "epochs": 160, "batch_size": 128,
               "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "memory": 20},

@@ -60,7 +60,7 @@ class Context:
 
     def phase_class_counts(self) -> np.ndarray:
         """Training images available per seen class in this phase: exemplars for old classes,
-        the full count for new ones (``num_per_cls`` of the official code, specs/dgr.md §4.1)."""
+        the full count for new ones (``num_per_cls`` of the official DGR code, JiangpengHe/imbalanced_cil)."""
         counts = self.scenario.train_counts[: self.num_seen].copy()
         memory = self.memory.counts()
         for c in range(self.num_old):

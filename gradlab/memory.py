@@ -3,7 +3,7 @@
 The memory never holds images: it keeps, per class, a *priority list* of indices
 into the scenario's training set. The first entries matter most, so a smaller
 budget is met by keeping a prefix (iCaRL's reduction). Selection is iCaRL herding
-(spec dgr.md §3, the official DGR default) or seeded random.
+(the official DGR default) or seeded random.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ SELECTIONS = ("herding", "random")
 
 
 def herding_order(features: torch.Tensor, m: int) -> torch.Tensor:
-    """iCaRL herding order of the rows of ``features`` (spec dgr.md §3).
+    """iCaRL herding order of the rows of ``features`` (Rebuffi et al., CVPR 2017), as the official DGR code runs it.
 
     Each row is L2-normalised to ``f_i``; ``mu`` is the mean of the normalised rows
     (not re-normalised). Greedy: at step k (0-based) pick the unselected i that
@@ -60,7 +60,7 @@ class ExemplarMemory:
     """Per-class exemplar indices with a per-class or a fixed-total budget.
 
     - ``per_class``: each class keeps ``min(per_class, N_c)`` exemplars; the total
-      grows with the classes (official DGR default: 20, spec dgr.md §3).
+      grows with the classes (official DGR default: 20).
       ``per_class=0`` means no memory.
     - ``total``: fixed total budget instead (``per_class`` is then ignored); each
       seen class gets ``total // classes_seen`` and old classes shrink to the
@@ -103,7 +103,7 @@ class ExemplarMemory:
 
         ``new_classes`` maps class -> candidate indices into the train set.
         ``features_fn(indices) -> (len, d)`` penultimate features (eval mode, test
-        transform; spec dgr.md §3) is required for herding. Each new class keeps
+        transform, as the official DGR code does) is required for herding. Each new class keeps
         ``min(budget, N_c)`` indices in priority order.
         """
         if not isinstance(new_classes, dict):

@@ -1,6 +1,6 @@
 """Metrics on class-incremental accuracy matrices (pure numpy, no torch).
 
-Conventions (DESIGN.md "Metrics", spec dgr.md §6):
+Conventions (as the official DGR / FACIL code logs them; see the README's Metrics section):
 
 - Phases are rows ``t = 0 .. P-1``; tasks ``u`` or classes ``c`` are columns.
 - ``NaN`` means "not defined": a class/task not seen yet, or a quantity with no
@@ -70,7 +70,7 @@ def class_accuracy(correct: np.ndarray, total: np.ndarray) -> np.ndarray:
 def task_accuracy(
     correct: np.ndarray, total: np.ndarray, class_task: np.ndarray, num_tasks: int
 ) -> np.ndarray:
-    """Task accuracy matrix ``acc[t, u]`` (spec dgr.md §6, ``acc_tag``).
+    """Task accuracy matrix ``acc[t, u]`` (the official code's ``acc_tag``).
 
     ``acc[t, u] = sum_{c in u} correct[t, c] / sum_{c in u} total[c]``: top-1 on
     task u's test images after phase t. NaN where ``u > t`` (unseen), where any of
@@ -105,7 +105,7 @@ def task_accuracy(
 
 
 def accuracy_all_seen(correct: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Class-weighted accuracy ``A_t`` over all seen test images (DESIGN.md "Metrics").
+    """Class-weighted accuracy ``A_t`` over all seen test images (the README's Metrics section).
 
     ``A_t = sum_{c seen at t} correct[t, c] / sum_{c seen at t} total[c]``; with
     balanced test sets this equals the official code's ``wavg_accs_tag``. NaN for
@@ -123,14 +123,13 @@ def accuracy_all_seen(correct: np.ndarray, total: np.ndarray) -> np.ndarray:
 def accuracy_task_mean(acc_task: np.ndarray) -> np.ndarray:
     """Unweighted mean over seen tasks, ``(1/(t+1)) sum_{u<=t} acc[t, u]``.
 
-    This is ``avg_accs_tag`` printed by the official DGR / LT-CIL code (spec
-    dgr.md §6). Mean over the defined entries of each row; NaN if none. (P,).
+    This is ``avg_accs_tag`` printed by the official DGR / LT-CIL code. Mean over the defined entries of each row; NaN if none. (P,).
     """
     return _row_nanmean(_as_matrix(acc_task, "acc_task"))
 
 
 def average_incremental_accuracy(acc_per_phase: np.ndarray) -> float:
-    """Average incremental accuracy ``(1/P) sum_t A_t``, base phase included (spec §6).
+    """Average incremental accuracy ``(1/P) sum_t A_t``, base phase included (He & Zhu confirm this definition).
 
     A NaN phase makes the result NaN (a missing phase is not silently skipped).
     """
@@ -146,7 +145,7 @@ def forgetting(acc: np.ndarray) -> np.ndarray:
 
     ``f[t, k] = max_{t' < t, acc[t', k] defined} acc[t', k] - acc[t, k]``, defined
     only where ``acc[t, k]`` is defined and k was seen at some earlier phase; NaN
-    otherwise (so row 0 is all NaN). Spec dgr.md §6, DESIGN.md "Metrics".
+    otherwise (so row 0 is all NaN). FACIL / Chaudhry et al. (ECCV 2018).
     """
     acc = _as_matrix(acc, "acc")
     f = np.full(acc.shape, np.nan)
@@ -160,14 +159,14 @@ def forgetting(acc: np.ndarray) -> np.ndarray:
 def average_forgetting(f: np.ndarray) -> np.ndarray:
     """Average forgetting per phase: mean of the defined entries of each row of ``f``.
 
-    For a task matrix this is ``mean_{u<t} f[t, u]`` (spec §6). NaN where a row has
+    For a task matrix this is ``mean_{u<t} f[t, u]`` (FACIL). NaN where a row has
     no defined entry (always phase 0). Returns (P,).
     """
     return _row_nanmean(_as_matrix(f, "f"))
 
 
 def backward_transfer(acc_task: np.ndarray) -> float:
-    """Backward transfer (Lopez-Paz & Ranzato 2017), spec dgr.md §6.
+    """Backward transfer (Lopez-Paz & Ranzato, NeurIPS 2017).
 
     ``BWT = (1/(T-1)) sum_{u < T-1} (acc[T-1, u] - acc[u, u])`` for a square (T, T)
     task matrix. Negative means forgetting. NaN if T == 1.
@@ -184,7 +183,7 @@ def backward_transfer(acc_task: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------- shot groups
 def shot_groups(train_counts: np.ndarray, many: int = 100, few: int = 20) -> np.ndarray:
-    """Many / medium / few-shot label per class (DESIGN.md "Metrics").
+    """Many / medium / few-shot label per class (the README's Metrics section).
 
     ``'many'`` if count > many, ``'few'`` if count < few, else ``'medium'``
     (so with the defaults 20 and 100 are both medium). The count is the class's

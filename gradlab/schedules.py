@@ -3,9 +3,9 @@
 The trainer calls ``end_epoch(validation_loss)`` after every epoch and stops the phase early once
 ``finished`` is true. ``validation_loss`` is None for schedules that do not need one (``needs_validation``).
 
-- ``step`` (default; the official DGR recipe, specs/dgr.md §3): lr / ``lr_factor`` after each of
+- ``step`` (default; the official DGR training recipe): lr / ``lr_factor`` after each of
   ``cfg.milestones()`` (80 and 120 of 160 epochs), every epoch run.
-- ``patience`` (LT-CIL's iCaRL train loop; specs/baselines.md §3.3 and §4.2, a FACIL-heritage quirk): after
+- ``patience`` (LT-CIL's iCaRL train loop, a FACIL-heritage quirk): after
   each epoch the method's loss on the current task's validation hold-out; when it has not improved for
   ``lr_patience`` epochs the lr is divided by ``lr_factor`` and the patience restarts; the phase ends when
   the lr falls below ``lr_min`` or after ``epochs``. As in the LT-CIL code the weights of the best epoch are

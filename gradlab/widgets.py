@@ -1,35 +1,50 @@
 """An ipywidgets explorer: pick a scenario and a method, press Run, watch the probes.
 
     from gradlab.widgets import explorer
-    explorer(scenario="digits", method="dgr", epochs=2)      # the last line of a notebook cell
+    explorer(method="dgr", epochs=5)      # the last line of a notebook cell; Fashion-MNIST-LT by default
 
-The controls map to a :class:`~gradlab.config.RunConfig` through :func:`config_from_controls` (a plain
-function, testable without a browser). The Run button trains with :func:`gradlab.run` in the kernel; a
+The controls (scenario, order, ρ, method, method args, base, tasks, memory, epochs, seed, max per class,
+device) map to a :class:`~gradlab.config.RunConfig` through :func:`config_from_controls` (a plain
+function, testable without a browser). The method-args field takes ``key=value`` pairs separated by
+commas or spaces (``distillation=kd, eta=0``), each value read as YAML like the CLI's ``--method-arg``
+(:func:`parse_method_args`). The Run button trains with :func:`gradlab.run` in the kernel; a
 trainer callback (:class:`ProgressCallback`) moves a progress bar over phases x epochs and writes the
-status line. Settings errors (``ConfigError``, missing data) land in the status line, never as a
-traceback. When the run ends three plotly panels (from :mod:`gradlab.plots.interactive`) show the
-accuracy after every phase (every run of this session, to compare), the per-class CE gradient
-magnitudes (the paper's Figure 2 quantity) and the classifier weight norms of the latest run.
+status line. Settings errors (``ConfigError``, missing data, a bad method argument) land in the status
+line as one line naming the field, never as a traceback. When the run ends three plotly panels (from
+:mod:`gradlab.plots.interactive`) show the accuracy after every phase (every run of this session, to compare), the per-class CE gradient
+magnitudes (the paper's Figure 2 quantity) and the classifier weight norms of the latest run;
+:meth:`Explorer.show_static` displays static PNG copies of them (for viewers without JavaScript).
 
-Keyword arguments of :func:`explorer` that name a control set its starting value; any other
-``RunConfig`` field (``batch_size=32``, ``max_per_class=30``, ``model="small"``) is passed to every run
-unchanged. ``run_now=True`` starts one run at once (notebooks under CI use it).
+Keyword arguments of :func:`explorer` that name a control set its starting value (``method_args`` as
+a dict or as the field's text); any other ``RunConfig`` field (``batch_size=32``, ``model="small"``,
+``precision="bf16"``) is passed to every run unchanged. ``run_now=True`` starts one run at once
+(notebooks under CI use it).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import re
 import time
 from pathlib import Path
 
 import ipywidgets as W
 import numpy as np
+import yaml
+
 import gradlab
-from gradlab.config import DEVICES, SCENARIOS, RunConfig
+from gradlab.config import DEVICES, SCENARIOS, ConfigError, RunConfig
 from gradlab.data.profiles import ORDERS
 from gradlab.trainer import Callback
 
-#: Starting values of the controls (small enough to train in seconds on a laptop CPU).
-DEFAULTS = {"scenario": "digits", "imbalance": 10.0, "order": "lt", "base": 0, "tasks": 3, "memory": 5,
-            "method": "dgr", "epochs": 2, "device": "auto"}
+#: Starting values of the controls: Fashion-MNIST-LT (real images, 10 classes) as ``make figures`` has it
+#: (ρ = 100, head classes cut to 1 000 images, 5 tasks of 2 classes, 20 exemplars per class), with fewer
+#: epochs so that a run takes about a minute on a laptop CPU. ``max_per_class``: 0 = every image; None =
+#: the scenario's cap in ``make figures`` (1 000 on Fashion-MNIST, else every image), also what the field
+#: switches to when the scenario changes.
+DEFAULTS = {"scenario": "fashion_mnist", "imbalance": 100.0, "order": "lt", "base": 0, "tasks": 5, "memory": 20,
+            "method": "dgr", "method_args": "", "epochs": 5, "seed": 0, "max_per_class": None, "device": "auto"}
 #: Fixed settings every explorer run gets unless overridden: no tqdm bars, no checkpoints.
 RUN_EXTRAS = {"progress": False, "checkpoints": False}
 IMBALANCES = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
@@ -37,22 +52,85 @@ RENDERER = "plotly_mimetype"   # JupyterLab's plotly renderer (jupyterlab-plotly
 MAX_COMPARED = 6               # runs kept in the accuracy panel
 
 
+_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
+_PAIRS = re.compile(r"[,\s]+(?=" + _KEY + r"\s*=)")
+
+
+def parse_method_args(text: str | dict | None) -> dict:
+    """``"distillation=kd, eta=0"`` (pairs separated by commas and/or spaces) -> ``{"distillation": "kd",
+    "eta": 0}``; each value is read as YAML like the CLI's ``--method-arg`` (``true``, ``0.5``, ``[1, 2]``,
+    ``"a b"``). An empty text is ``{}``; a dict is returned as it is. Raises :class:`ConfigError` naming
+    the ``method_args`` field and the bad pair."""
+    if isinstance(text, dict):
+        return dict(text)
+    text = (text or "").strip().strip(",").strip()
+    if not text:
+        return {}
+    args: dict = {}
+    for pair in _PAIRS.split(text):
+        pair = pair.strip().rstrip(",").strip()
+        key, sep, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not re.fullmatch(_KEY, key):
+            raise ConfigError(f"method_args: expected key=value pairs separated by commas or spaces "
+                              f"(e.g. distillation=kd, eta=0), got {pair!r}")
+        if not value:
+            raise ConfigError(f"method_args: {key!r} has no value (write {key}=VALUE)")
+        if key in args:
+            raise ConfigError(f"method_args: {key!r} is given twice")
+        try:
+            args[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = " ".join(str(getattr(err, "problem", None) or "invalid YAML").split())
+            raise ConfigError(f"method_args: the value of {key!r} ({value!r}) is not valid YAML: {problem}") from None
+    return args
+
+
+def format_method_args(args: dict | str | None) -> str:
+    """The inverse of :func:`parse_method_args`: ``{"eta": 0, "distillation": "kd"}`` -> ``"eta=0, distillation=kd"``."""
+    if not args:
+        return ""
+    if isinstance(args, str):
+        return args
+
+    def value(v):
+        plain = isinstance(v, str) and v and not re.search(r"[\s,=:#\[\]{}'\"]", v)
+        return v if plain and yaml.safe_load(v) == v else json.dumps(v)
+
+    return ", ".join(f"{k}={value(v)}" for k, v in args.items())
+
+
+def scenario_cap(scenario: str) -> int:
+    """The max-per-class value the field takes for a scenario: its cap in ``make figures`` (0 = none)."""
+    from gradlab.figures import QUICK_MAX_PER_CLASS
+
+    return int(QUICK_MAX_PER_CLASS.get(scenario) or 0)
+
+
 def config_from_controls(values: dict, extras: dict | None = None,
                          out_root: str | Path = "runs/explorer") -> dict:
     """Control values (+ fixed extras) -> a validated ``RunConfig`` dict with an ``out`` folder.
 
-    ``base == 0`` (or None) means "split the classes evenly"; the balanced order ``conv`` forces
-    ρ = 1. Raises :class:`gradlab.ConfigError` with the field's name when a value is not allowed.
+    ``base == 0`` (or None) means "split the classes evenly"; ``max_per_class == 0`` (or None) "every
+    image the source has"; the balanced order ``conv`` forces ρ = 1; ``method_args`` may be the text of
+    the method-args field (:func:`parse_method_args`) or a dict, and is checked against the method.
+    Raises :class:`gradlab.ConfigError` with the field's name when a value is not allowed.
     """
+    from gradlab.methods import build_method
+
     cfg = {**RUN_EXTRAS, **(extras or {}), **values}
     if not cfg.get("base"):
         cfg["base"] = None
+    if not cfg.get("max_per_class"):
+        cfg["max_per_class"] = None
     if cfg.get("order") == "conv":
         cfg["imbalance"] = 1.0
     elif cfg.get("imbalance") is not None:
         cfg["imbalance"] = float(cfg["imbalance"])
+    cfg["method_args"] = parse_method_args(cfg.get("method_args"))
     cfg.pop("out", None)
     checked = RunConfig.from_dict(cfg, source="explorer")
+    build_method(checked.method, checked, **checked.method_args)   # unknown / bad method args, by name
     checked.out = str(Path(out_root) / run_name(checked))
     return checked.to_dict()
 
@@ -60,13 +138,21 @@ def config_from_controls(values: dict, extras: dict | None = None,
 def run_name(cfg: RunConfig) -> str:
     """Folder name of one explorer run: every control value, so a rerun overwrites only itself."""
     base = "even" if cfg.base is None else cfg.base
-    return (f"{cfg.scenario}-{cfg.method}-{cfg.order}-r{cfg.rho:g}-b{base}-t{cfg.tasks}-m{cfg.memory}"
-            f"-e{cfg.epochs}-s{cfg.seed}")
+    cap = "all" if cfg.max_per_class is None else cfg.max_per_class
+    name = (f"{cfg.scenario}-{cfg.method}-{cfg.order}-r{cfg.rho:g}-b{base}-t{cfg.tasks}-m{cfg.memory}"
+            f"-e{cfg.epochs}-n{cap}-s{cfg.seed}")
+    if cfg.method_args:
+        text = json.dumps(cfg.method_args, sort_keys=True, default=str)
+        name += "-a" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return name
 
 
 def run_label(cfg: RunConfig) -> str:
     """Legend label of a run in the accuracy panel."""
-    return f"{cfg.method} · {cfg.scenario} {cfg.order} ρ={cfg.rho:g} · m={cfg.memory} e={cfg.epochs}"
+    args = f" ({format_method_args(cfg.method_args)})" if cfg.method_args else ""
+    cap = "" if cfg.max_per_class is None else f" n≤{cfg.max_per_class}"
+    return (f"{cfg.method}{args} · {cfg.scenario} {cfg.order} ρ={cfg.rho:g}{cap} · m={cfg.memory} "
+            f"e={cfg.epochs} seed {cfg.seed}")
 
 
 class ProgressCallback(Callback):
@@ -111,6 +197,7 @@ class Explorer(W.VBox):
         if unknown:
             raise gradlab.ConfigError(f"explorer: unknown setting(s) {unknown}; allowed: RunConfig fields")
         values = {**DEFAULTS, **{k: v for k, v in defaults.items() if k in DEFAULTS}}
+        values["method_args"] = format_method_args(values["method_args"])
         self.extras = {k: v for k, v in defaults.items() if k not in DEFAULTS}
         self.out_root = Path(out_root)
         self.records: dict = {}           # label -> RunRecord, oldest first
@@ -127,8 +214,8 @@ class Explorer(W.VBox):
         self.panels = {name: W.Output(layout=W.Layout(width="100%", min_height="60px"))
                        for name in ("accuracy", "gradients", "weights")}
         c = self.controls
-        grid = W.GridBox([c["scenario"], c["order"], c["imbalance"], c["method"], c["base"], c["tasks"],
-                          c["memory"], c["epochs"], c["device"]],
+        grid = W.GridBox([c["scenario"], c["order"], c["imbalance"], c["method"], c["method_args"], c["base"],
+                          c["tasks"], c["memory"], c["epochs"], c["seed"], c["max_per_class"], c["device"]],
                          layout=W.Layout(grid_template_columns="repeat(3, 1fr)", grid_gap="4px 12px"))
         super().__init__([W.HTML("<h3>gradlab explorer</h3>"), grid, self.method_help,
                           W.HBox([self.run_button, self.progress]), self.status,
@@ -146,10 +233,17 @@ class Explorer(W.VBox):
             "imbalance": W.SelectionSlider(options=[(f"{r:g}", r) for r in IMBALANCES], value=rho,
                                            description="ρ (imbalance)"),
             "method": W.Dropdown(options=list(methods), value=v["method"], description="method"),
+            "method_args": W.Text(value=v["method_args"], description="method args",
+                                  placeholder="key=value, … e.g. distillation=kd eta=0",
+                                  tooltip="the method's settings, key=value pairs (values read as YAML)"),
             "base": W.BoundedIntText(value=v["base"] or 0, min=0, max=99, description="base (0 = even)"),
             "tasks": W.BoundedIntText(value=v["tasks"], min=1, max=100, description="tasks"),
             "memory": W.IntSlider(value=v["memory"], min=0, max=50, description="memory / class"),
             "epochs": W.BoundedIntText(value=v["epochs"], min=1, max=500, description="epochs"),
+            "seed": W.BoundedIntText(value=v["seed"], min=0, max=2**31 - 1, description="seed"),
+            "max_per_class": W.BoundedIntText(value=(scenario_cap(v["scenario"]) if v["max_per_class"] is None
+                                                     else v["max_per_class"]), min=0, max=100_000,
+                                              description="max/class (0 = all)"),
             "device": W.ToggleButtons(options=list(DEVICES), value=v["device"], description="device",
                                       style={"button_width": "60px", **style}),
         }
@@ -159,13 +253,22 @@ class Explorer(W.VBox):
         self.method_help = W.HTML()
 
         def describe(_=None):
-            self.method_help.value = f"<i>{c['method'].value}</i>: {methods.get(c['method'].value, '')}"
+            from gradlab.methods import method_options
+
+            name = c["method"].value
+            options = ", ".join(method_options(name)) if name in methods else ""
+            self.method_help.value = (f"<i>{name}</i>: {_escape(methods.get(name, ''))}"
+                                      + (f" · method args: <code>{_escape(options)}</code>" if options else ""))
 
         def conv_is_balanced(_=None):
             c["imbalance"].disabled = c["order"].value == "conv"
 
+        def follow_scenario(change):
+            c["max_per_class"].value = scenario_cap(change["new"])
+
         c["method"].observe(describe, names="value")
         c["order"].observe(conv_is_balanced, names="value")
+        c["scenario"].observe(follow_scenario, names="value")
         describe()
         conv_is_balanced()
         return c
@@ -191,7 +294,7 @@ class Explorer(W.VBox):
             callback = ProgressCallback(self.progress, self.status)
             record = gradlab.run(cfg, callbacks=[callback], overwrite=True)
         except Exception as err:  # noqa: BLE001  (shown in the status line, not raised)
-            self.error = f"{type(err).__name__}: {err}"
+            self.error = " ".join(f"{type(err).__name__}: {err}".split())   # one line
             self.progress.bar_style = "danger"
             self.status.value = f"<span style='color:#b00020'><b>error</b> · {_escape(self.error)}</span>"
             return None
@@ -208,7 +311,8 @@ class Explorer(W.VBox):
         self.status.value = (f"<b>done</b> in {s.get('wall_time_s', 0):.1f} s on {s.get('device', '?')} · "
                              f"average incremental accuracy {s['average_incremental_accuracy']:.1%} · "
                              f"final {s['final_accuracy']:.1%} · forgetting "
-                             f"{_pct(s.get('average_forgetting'))} · record: <code>{record.path}</code>")
+                             f"{_pct(s.get('average_forgetting'))} · run: {_escape(label)} · "
+                             f"record: <code>{_escape(str(record.path))}</code>")
         self.update_panels()
         return record
 
@@ -248,6 +352,38 @@ class Explorer(W.VBox):
                 else:
                     fig.show(renderer=RENDERER)
 
+    def static_figures(self) -> dict:
+        """Matplotlib copies of the three panels (same tables): for viewers without JavaScript."""
+        from gradlab.plots import figures, tables
+
+        if self.record is None:
+            return {}
+        term = tables.classification_term(self.record)
+        makers = {
+            "accuracy": lambda: figures.accuracy_curves(tables.accuracy_curves(self.records)),
+            "gradients": lambda: figures.fig2(tables.gradient_magnitudes(self.record, term),
+                                              ylabel=rf"mean $\|\nabla_{{W_j}} L_{{{term[5:]}}}\|$"),
+            "weights": lambda: figures.weight_norms(
+                tables.weight_norms({run_label(self.record.config): self.record})),
+        }
+        out = {}
+        for name, make in makers.items():
+            try:
+                out[name] = make()
+            except Exception:  # noqa: BLE001  (the interactive panel already says why)
+                continue
+        return out
+
+    def show_static(self) -> None:
+        """Display :meth:`static_figures` as PNG images (nothing before the first run)."""
+        from IPython.display import display
+
+        from gradlab.plots.notebook import png_bytes
+
+        for name, fig in self.static_figures().items():
+            display({"image/png": base64.b64encode(png_bytes(fig)).decode("ascii"),
+                     "text/plain": f"<static copy of the explorer's {name} panel>"}, raw=True)
+
 
 def explorer(run_now: bool = False, out_root: str | Path = "runs/explorer", **defaults) -> Explorer:
     """The explorer widget (show it as a cell's last expression). ``run_now=True`` trains once right
@@ -274,5 +410,5 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-__all__ = ["DEFAULTS", "Explorer", "ProgressCallback", "config_from_controls", "explorer", "run_label",
-           "run_name"]
+__all__ = ["DEFAULTS", "Explorer", "ProgressCallback", "config_from_controls", "explorer", "format_method_args",
+           "parse_method_args", "run_label", "run_name", "scenario_cap"]

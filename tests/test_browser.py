@@ -29,7 +29,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "04_explorer.ipynb"
-TINY = {"scenario": "digits", "epochs": 1, "tasks": 3, "run_now": True, "runs_dir": "runs"}
+TINY = {"scenario": "digits", "epochs": 1, "tasks": 3, "memory": 5, "seed": 1, "method_args": "distillation=kd",
+        "run_now": True, "runs_dir": "runs"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
@@ -231,6 +232,13 @@ def test_explorer_in_jupyterlab(tmp_path):
                 text = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").inner_text()
                 assert "Traceback (most recent call last)" not in text, f"a cell raised an error:\n{text[-3000:]}"
                 assert "RunRecord(" in text, "the last cell should print the explorer's finished run"
+                for label in ("seed", "max/class", "method args"):
+                    assert label in status, f"the explorer has no {label!r} control:\n{status}"
+                values = explorer.locator("input").evaluate_all("els => els.map(e => e.value)")
+                assert "distillation=kd" in values and "1" in values, f"control values: {values}"
+                assert "distillation=kd" in status and "seed 1" in status, "the run should carry the controls' values"
+                static = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-RenderedImage img")
+                assert static.count() >= 3, "the last cell should show static copies of the three panels"
 
                 plots.last.scroll_into_view_if_needed()
                 page.wait_for_timeout(1000)  # let plotly finish its layout
@@ -240,6 +248,18 @@ def test_explorer_in_jupyterlab(tmp_path):
                 for path in (shot, widget_shot):
                     assert path.is_file() and path.stat().st_size > 10_000, f"{path} is missing or empty"
                 print(f"screenshots: {shot} {widget_shot}; prompts {prompts}")
+
+                # a bad method argument, typed as a user would: one line in the status, nothing raised
+                field = explorer.locator(".widget-text input[type=text]").first
+                field.fill("distillation kd")
+                field.press("Enter")
+                explorer.locator("button", has_text="Run").first.click()
+                page.wait_for_function(
+                    "() => document.querySelector('.gradlab-explorer').innerText.includes('method_args:')",
+                    timeout=60_000)
+                status = explorer.inner_text()
+                assert "ConfigError" in status and "Traceback" not in status, status
+                assert plots.count() == 3, "a bad setting must leave the last run's panels in place"
             except BaseException:
                 with contextlib.suppress(Exception):
                     page.screenshot(path=str(tmp_path / "failure.png"))

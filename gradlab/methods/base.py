@@ -1,4 +1,4 @@
-"""The method contract and the registry (DESIGN.md, "The method contract").
+"""The method contract and the registry (one file per method; see the README's Methods section).
 
 A method is one small class in one file. The trainer calls, in order:
 

@@ -1,13 +1,15 @@
 """BiC: "Large Scale Incremental Learning" (Wu et al., CVPR 2019), bias correction.
 
-specs/baselines.md §3.5 (FACIL / LT-CIL ``src/approach/bic.py``, paper quotes):
+As FACIL / LT-CIL (Liu et al., ECCV 2022) ``src/approach/bic.py`` implement it, with the paper's
+settings:
 
 - exemplar split: the per-class budget m (``memory``; with ``memory_total`` K: K // seen classes, per
   phase) is split into val = ceil(``bias_val_fraction`` x m) validation images and m - val training
   exemplars ("train/validation split on the exemplars is 9:1"; m = 20 gives 2 + 18). When a class is new,
   its first ``val`` training images become its validation images for good and are taken out of training
   and out of herding (:meth:`BiC.memory_candidates`); the memory keeps m - val herded exemplars per class.
-  Guard (specs §4.6): a new class keeps at least one training image, so it gives min(val, n_c - 1).
+  Guard for long-tailed data (a very rare class could otherwise lose every training image): a new
+  class keeps at least one training image, so it gives min(val, n_c - 1).
 - stage 1 (the trainer's main training on the remaining D_t + memory):
   L = (1 - lambda) CE(z_all, y) + lambda KD_T(z_old, z^_old), lambda = n / (n + m) (n old, m new classes),
   T = 2, KD_T the soft cross-entropy (:func:`gradlab.methods.wa.soft_cross_entropy`). Student and teacher

@@ -1,11 +1,13 @@
 """DGR + DAKD: "Gradient Reweighting: Towards Imbalanced Class-Incremental Learning" (He & Zhu, CVPR 2024).
 
-As the official code does it (specs/dgr.md §4-5), per phase t:
+As the official DGR code (JiangpengHe/imbalanced_cil, ``src/approach/DGR.py``) does it, per phase t:
 
 - loss: CE on z + log pi, pi = the phase's class prior (old classes counted by their exemplars, new
-  by their full counts; §4.2); raw logits at test time. From phase 1 on, plus
-  L_kd = lambda_kd * T^2 * DAKD (§5), lambda_kd = lambda_b * sqrt(n_seen / n_new), lambda_b = 0.7, T = 2.
-- the backbone gets the plain gradient of L_ce + L_kd; only the classifier rows are rewritten (§4.5):
+  by their full counts: the paper's "regularized softmax"); raw logits at test time. From phase 1 on,
+  plus L_kd = lambda_kd * T^2 * DAKD (distribution-aware KD), lambda_kd = lambda_b * sqrt(n_seen / n_new),
+  lambda_b = 0.7, T = 2.
+- the backbone gets the plain gradient of L_ce + L_kd; only the classifier rows are rewritten (as the
+  official ``DGR.train_epoch`` does):
   Phi_j += ||grad_{W_j} L_ce|| (cumulative over the phase), alpha_j = min_{k in G(j)} Phi_k / Phi_j with
   groups old / new (one group in phase 0), r = mean Phi(new) / mean Phi(old), s_old = min(1, r),
   s_new = min(1, gamma r), gamma = exp(-eta n_seen / (n_seen + n_new)), omega_j = alpha_j s_G(j);
@@ -45,7 +47,7 @@ def class_balance_ratios(phi: torch.Tensor) -> torch.Tensor:
 
 
 def dgr_row_scales(phi: torch.Tensor, num_old: int, gamma: float, decoupled: bool) -> torch.Tensor:
-    """omega_j for every seen class: class-balance ratio times the group's task-balance factor (§4.5)."""
+    """omega_j for every seen class: class-balance ratio times the group's task-balance factor."""
     if not decoupled or num_old == 0:
         return class_balance_ratios(phi)
     old, new = phi[:num_old], phi[num_old:]
@@ -85,7 +87,7 @@ class DGR(Method):
         self.eta, self.lambda_b, self.temperature = float(eta), float(lambda_b), float(temperature)
         self.distill_term = "feature_kd" if self.distillation == "feature" else "kd"
 
-    # ------------------------------------------------------------------ per-phase constants (§4.3)
+    # ------------------------------------------------------------------ per-phase constants (official ``train_loop``)
     def before_task(self, ctx) -> None:
         device, num_old, num_seen = ctx.device, ctx.num_old, ctx.num_seen
         full = torch.as_tensor(ctx.scenario.train_counts[:num_seen], dtype=torch.float32, device=device)
@@ -98,7 +100,7 @@ class DGR(Method):
         self.lost = full[:num_old] - phase_counts[:num_old]          # k_j = N_j - exemplars_j
         ctx.phase_log["dgr"] = {"gamma": self.gamma, "lambda_kd": self.lambda_kd, "n_seen": n_seen, "n_new": n_new}
 
-    # ------------------------------------------------------------------ the loss (§4.2, §5)
+    # ------------------------------------------------------------------ the loss (regularized softmax, DAKD)
     def losses(self, batch, out):
         ctx = self.ctx
         logits = out.logits.float()
@@ -118,7 +120,7 @@ class DGR(Method):
             self.step_grads = step_row_gradients(ctx, terms, out)   # before backward frees the graph
         return terms
 
-    # ------------------------------------------------------------------ the classifier rewrite (§4.4-4.5)
+    # ------------------------------------------------------------------ the classifier rewrite (official ``DGR.train_epoch``)
     @torch.no_grad()
     def after_backward(self, ctx) -> None:
         if self.reweighting == "none":

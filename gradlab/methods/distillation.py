@@ -1,4 +1,5 @@
-"""Distillation losses shared by methods: logit KD, DAKD (specs/dgr.md §5) and feature distillation.
+"""Distillation losses shared by methods: logit KD, DAKD (He & Zhu, CVPR 2024) and
+feature distillation.
 
 All return the *unweighted* loss; the caller multiplies by its weight (DGR: lambda_kd * T^2).
 """
@@ -9,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-ENTROPY_EPS = 1e-3   # the official code's smoothing of the lost-data distribution (specs/dgr.md §5 step 1)
+ENTROPY_EPS = 1e-3   # the official DGR code's smoothing of the lost-data distribution (``measure_imbalance``)
 EPS = 1e-12
 
 
@@ -34,7 +35,8 @@ def lost_data_entropy(lost: torch.Tensor) -> torch.Tensor:
 
 
 def dakd(student: torch.Tensor, teacher: torch.Tensor, lost: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
-    """Distribution-aware KD (specs/dgr.md §5), the unweighted soft cross-entropy L_DAKD.
+    """Distribution-aware KD (He & Zhu, CVPR 2024), the unweighted soft cross-entropy L_DAKD, as the
+    official DGR code computes it (``DGR._DAKD``).
 
     ``lost`` k_j = N_j - exemplars_j: training images old class j lost to the memory budget.
     w = k / ||k||_2 (epsilon-guarded: all-zero k gives w = 0); z~ = w z_s + (1 - w) z_t;

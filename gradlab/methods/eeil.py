@@ -1,6 +1,7 @@
 """EEIL: "End-to-End Incremental Learning" (Castro et al., ECCV 2018).
 
-specs/baselines.md §3.4 (FACIL / LT-CIL ``src/approach/eeil.py``). Phase 0 is plain CE. In phase t > 0:
+As FACIL / LT-CIL (Liu et al., ECCV 2022) ``src/approach/eeil.py`` implement it. Phase 0 is plain CE.
+In phase t > 0:
 
 - stage a, the trainer's main training on D_t + memory:
   L = CE(z_all, y) + lambda sum_{old task heads i} BCE(softmax(z_i / T), softmax(z^_i / T)), lambda = 1,
@@ -21,7 +22,7 @@ Defaults: ``finetune_lr_factor`` 0.1 (the paper starts the fine-tuning at 0.01 w
 Reference-code quirk behind a switch: ``skip_last_old_head`` (FACIL / LT-CIL stage a distils heads
 0..t-2 only, so the latest old head is not distilled and phase 1 has no distillation; stage b distils all).
 Not reproduced: the optional gradient noise (off by default in FACIL) and the original's temporary
-distillation on new classes (unverified, specs §3.4).
+distillation on new classes (not confirmed against the paper).
 Method args: ``lambda_kd``, ``temperature``, ``balanced`` (per_class | facil), ``finetune_epochs``,
 ``finetune_lr_factor``, ``skip_last_old_head``.
 """

@@ -1,7 +1,8 @@
 """Fine-tuning: cross-entropy on the new data plus the exemplar memory, nothing else.
 
 The lower bound of class-incremental learning (with ``memory 0``) and, with memory, the "CE"
-baseline of the DGR paper's Figure 2 (specs/dgr.md §7).
+baseline of the DGR paper's Figure 2 (He & Zhu, CVPR 2024: per-class classifier gradient magnitudes
+under plain CE with 20 exemplars per class).
 """
 from __future__ import annotations
 

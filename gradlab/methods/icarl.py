@@ -1,6 +1,7 @@
 """iCaRL: "iCaRL: Incremental Classifier and Representation Learning" (Rebuffi et al., CVPR 2017).
 
-specs/baselines.md §3.3.
+By default as FACIL / LT-CIL (Liu et al., ECCV 2022) ``src/approach/icarl.py`` implement it; the paper's
+formulation is an option.
 
 Training loss (``loss``):
 
@@ -23,7 +24,7 @@ The means need the exemplars chosen after this phase, and the trainer updates th
 them stale), i.e. before the phase's evaluation, as FACIL computes them right after herding.
 
 Schedule: the run's (step by default). LT-CIL's iCaRL runs FACIL's patience scheme (lr / 10 when the
-validation loss has not improved for 5 epochs, stop below 1e-4; specs §3.3, §4.2): a run setting, not a
+validation loss has not improved for 5 epochs, stop below 1e-4; a FACIL-heritage quirk): a run setting, not a
 method arg, since any method can use it: ``lr_schedule: patience`` with ``val_fraction: 0.1``
 (``--lr-schedule patience --val-fraction 0.1``; :mod:`gradlab.schedules`).
 Method args: ``loss`` (ce_kd | sigmoid), ``classifier`` (nme | cnn), ``flip_means`` (true | false | null),

@@ -1,42 +1,44 @@
 """LUCIR: "Learning a Unified Classifier Incrementally via Rebalancing" (Hou et al., CVPR 2019).
 
-specs/baselines.md §1 (the official code, hshustc/CVPR19_Incremental_Learning, and quoted paper text), §4.3.
+As the official code (hshustc/CVPR19_Incremental_Learning) and the paper describe it.
 
-- network (§1.1): the run's backbone with its last ReLU removed (features may be negative), from the base
-  phase on, and a :class:`~gradlab.models.heads.CosineHead`: z_c = sigma cos(f, w_c), no bias, one
-  learnable sigma (init 1). The head freezes every earlier task's rows when it grows, so in phase t the
-  old-class weights get neither gradient steps nor weight decay (the code's lr 0 / wd 0); sigma and the
-  new rows train.
-- phase 0: CE on the cosine logits only (§1.2.6).
-- phase t > 0, each batch of D_t + memory (§1.2, §1.7), three named terms:
+- network (paper Sec. 4.1): the run's backbone with its last ReLU removed (features may be negative),
+  from the base phase on, and a :class:`~gradlab.models.heads.CosineHead`: z_c = sigma cos(f, w_c), no
+  bias, one learnable sigma (init 1). The head freezes every earlier task's rows when it grows, so in
+  phase t the old-class weights get neither gradient steps nor weight decay (the code's lr 0 / wd 0);
+  sigma and the new rows train.
+- phase 0: CE on the cosine logits only.
+- phase t > 0, each batch of D_t + memory (paper Eq. 9), three named terms:
   ``ce``  CE(sigma cos, y) over every seen class;
   ``lf``  less-forget constraint lambda * mean_b (1 - cos(f(x), f*(x))), f* the frozen previous model's
           feature, lambda = ``lambda_base`` sqrt(|C_old| / |C_new|) (5 for CIFAR, 10 for ImageNet);
   ``mr``  ``lambda_mr`` x margin ranking on the old-class samples of the batch only, on the scores BEFORE
           sigma: max(0, m - cos_y(x) + cos_k(x)) for the K new classes k with the highest cos (K = ``k`` = 2,
           m = ``margin`` = 0.5); zero when the batch holds no old-class sample. K is capped at |C_new|.
-- imprinted new weights (§1.3, ``imprint``, on by default as in every official CIFAR run): before training
-  phase t > 0, new class c's row = normalise(mean over its training images of normalise(f(x))) times the
-  mean L2 norm of the old rows, f from the current (= previous-phase) model in eval mode, no augmentation.
-- class-balanced fine-tuning (§1.4, ``cbf``, off by default: the official code uses it on ImageNet-full
-  only): after the main training of phase t > 0, backbone frozen (BN in eval mode), sigma fixed, all class
-  rows (old and new) trained with CE + MR for ``cbf_epochs`` (20) epochs, SGD lr ``cbf_lr`` (0.01) / 10 at
-  half of them, the run's momentum, weight decay and batch size. Data: the old classes' exemplars and, per
-  new class, a random subset of the per-class budget (the trainer herds the new classes' exemplars only
-  after ``after_task``, so the official herded set is replaced by a random class-balanced one). The
-  less-forget term is constant with the backbone frozen and is left out.
-- classifier (§1.5, ``classifier``): ``cnn`` (argmax of sigma cos, default; FACIL / LT-CIL report only
-  this) or ``nme``: class means = normalise(mean over the exemplars of normalise(f(x)) and, when the data
-  use flip augmentation, of their flips), prediction argmin ||f(x) - mu_c||^2 on the raw feature, returned
-  as the score -||f(x) - mu_c||^2. The means are computed at the first prediction after the memory update.
+- imprinted new weights (the official code's "imprint weights", not in the paper; ``imprint``, on by
+  default as in every official CIFAR run): before training phase t > 0, new class c's row =
+  normalise(mean over its training images of normalise(f(x))) times the mean L2 norm of the old rows,
+  f from the current (= previous-phase) model in eval mode, no augmentation.
+- class-balanced fine-tuning (CBF, paper Sec. 4.4; ``cbf``, off by default: the official code uses it
+  on ImageNet-full only): after the main training of phase t > 0, backbone frozen (BN in eval mode),
+  sigma fixed, all class rows (old and new) trained with CE + MR for ``cbf_epochs`` (20) epochs, SGD lr
+  ``cbf_lr`` (0.01) / 10 at half of them, the run's momentum, weight decay and batch size. Data: the
+  old classes' exemplars and, per new class, a random subset of the per-class budget (the trainer herds
+  the new classes' exemplars only after ``after_task``, so the official herded set is replaced by a
+  random class-balanced one). The less-forget term is constant with the backbone frozen and is left out.
+- classifier (the paper's CNN / NME, ``classifier``): ``cnn`` (argmax of sigma cos, default; FACIL /
+  LT-CIL report only this) or ``nme``: class means = normalise(mean over the exemplars of
+  normalise(f(x)) and, when the data use flip augmentation, of their flips), prediction
+  argmin ||f(x) - mu_c||^2 on the raw feature, returned as the score -||f(x) - mu_c||^2. The means are
+  computed at the first prediction after the memory update.
 
 Reference-code differences that change numbers, behind switches:
 
 - ``mr_reduction``: ``pairs`` (default, the official code: MarginRankingLoss averages over the
   n_old x K pairs) or ``samples`` (paper Eq. 9: summed over the K classes, averaged over the n_old
   old-class samples, i.e. K times the code's term).
-- ``imprint``: true (official LUCIR) or false (FACIL / LT-CIL / DGR's LUCIR baseline, spec §1.8: random
-  new rows). The rest of §1.8 is run-level: LT-CIL's LUCIR = ``imprint=false classifier=cnn`` with
+- ``imprint``: true (official LUCIR) or false (FACIL / LT-CIL / DGR's LUCIR baseline: random
+  new rows). LT-CIL's other changes are run-level: its LUCIR = ``imprint=false classifier=cnn`` with
   ``--augment resized_crop --val-fraction 0.1``; its one cosine head per task with a shared sigma is the
   same function as one head with per-task blocks.
 
@@ -93,7 +95,7 @@ def margin_ranking_loss(cos: torch.Tensor, targets: torch.Tensor, num_old: int, 
 
 
 def remove_last_relu(backbone: nn.Module) -> nn.Module:
-    """Drop the ReLU after the backbone's last block in place (LUCIR §1.1); the weights stay as they are."""
+    """Drop the ReLU after the backbone's last block in place (as LUCIR does); the weights stay as they are."""
     if isinstance(backbone, ResNetCifar):
         backbone.layers[-1].relu_out = False
     elif isinstance(backbone, SmallConvNet):
@@ -168,11 +170,11 @@ class LUCIR(Method):
         self._means_key = None
         self.cbf_losses: list[float] = []
 
-    # ------------------------------------------------------------------ network (§1.1)
+    # ------------------------------------------------------------------ network
     def build_model(self, backbone: nn.Module) -> nn.Module:
         return IncrementalNet(remove_last_relu(backbone), CosineHead(backbone.out_dim, sigma=1.0))
 
-    # ------------------------------------------------------------------ per phase (§1.2.3, §1.3)
+    # ------------------------------------------------------------------ per phase (lambda, imprinting)
     def before_task(self, ctx) -> None:
         num_old, num_new = ctx.num_old, ctx.num_seen - ctx.num_old
         self.lambda_lf = less_forget_weight(self.lambda_base, num_old, num_new)
@@ -183,7 +185,8 @@ class LUCIR(Method):
     @torch.no_grad()
     def imprint_weights(self, ctx) -> torch.Tensor:
         """Set the new rows to the normalised mean normalised feature of each new class, scaled to the old
-        rows' mean norm (§1.3); a new class without training images keeps its random row. Returns the rows."""
+        rows' mean norm (as the official code); a new class without training images keeps its random row.
+        Returns the rows."""
         head, num_old, num_seen = ctx.model.head, ctx.num_old, ctx.num_seen
         weight = head.weight
         old_norm = torch.linalg.vector_norm(weight[:num_old].float(), dim=1).mean()
@@ -202,7 +205,7 @@ class LUCIR(Method):
         head.set_rows(num_old, rows)
         return rows
 
-    # ------------------------------------------------------------------ the loss (§1.2, §1.7)
+    # ------------------------------------------------------------------ the loss (paper Eq. 9)
     def _ce_mr(self, batch, out) -> dict[str, torch.Tensor]:
         ctx = self.ctx
         logits = out.logits.float()
@@ -222,7 +225,7 @@ class LUCIR(Method):
             terms["lf"] = self.lambda_lf * feature_distillation(out.features, teacher_features)
         return terms
 
-    # ------------------------------------------------------------------ class-balanced fine-tuning (§1.4)
+    # ------------------------------------------------------------------ class-balanced fine-tuning
     def cbf_indices(self, ctx) -> np.ndarray:
         budget = ctx.memory.budget_per_class(ctx.num_seen)
         counts = ctx.memory.counts()
@@ -243,7 +246,7 @@ class LUCIR(Method):
             weight_decay=ctx.cfg.weight_decay, name="lucir-cbf")
         ctx.phase_log["lucir_cbf"] = {"images": int(len(indices)), "losses": self.cbf_losses}
 
-    # ------------------------------------------------------------------ NME (§1.5)
+    # ------------------------------------------------------------------ NME
     def class_means(self) -> torch.Tensor:
         """(num_seen, d) unit-length means of the normalised exemplar features (and their flips)."""
         return exemplar_class_means(self.ctx, bool(self.ctx.train_data.flip), "LUCIR")

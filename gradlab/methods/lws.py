@@ -1,7 +1,8 @@
 """LT-CIL's two-stage baseline: "Long-Tailed Class Incremental Learning" (Liu et al., ECCV 2022).
 
-specs/baselines.md §3.8 (LT-CIL ``src/approach/{lucir,podnet,eeil}_2stage.py``, ``LAS_utils.py``,
-``datasets/data_loader.py``). :func:`two_stage` turns any registered method ``<base>`` into ``<base>-2stage``:
+As the official LT-CIL code (``src/approach/{lucir,podnet,eeil}_2stage.py``, ``LAS_utils.py``,
+``datasets/data_loader.py``) does it. :func:`two_stage` turns any registered method ``<base>`` into
+``<base>-2stage``:
 
 - stage 1: the base method, unchanged (its losses, its extra stages such as EEIL's balanced fine-tuning
   or LUCIR's CBF, its teacher). The scales below are not used in stage 1 nor by the teacher.
@@ -28,8 +29,8 @@ specs/baselines.md §3.8 (LT-CIL ``src/approach/{lucir,podnet,eeil}_2stage.py``,
 
 Defaults: ``stage2_lr`` = the run's lr (0.1 in LT-CIL); ``stage2_epochs`` = 30 at the paper's 160 epochs,
 scaled with the run's epochs (round(30 x epochs / 160), at least 1), as EEIL's fine-tuning length is.
-LT-CIL quirks not reproduced (specs §3.8, §4.2): EEIL-2stage's stage 2 running a single epoch (pass
-``stage2_epochs=1`` for it) and LUCIR-2stage skipping stage 1 on tasks with <= 10 images per class.
+LT-CIL quirks not reproduced: EEIL-2stage's stage 2 running a single epoch (pass ``stage2_epochs=1``
+for it) and LUCIR-2stage skipping stage 1 on tasks with <= 10 images per class.
 Method args: the base method's, plus ``stage2_epochs``, ``stage2_lr``, ``stage2_lws_lr_factor``,
 ``stage2_draw``, ``stage2_base_phase``.
 """
@@ -92,7 +93,8 @@ class _Cycle:
 
 
 class ClassAwareSampler:
-    """LT-CIL's class-aware sampler (specs §3.8): call it (with the epoch, ignored) for one epoch's indices.
+    """LT-CIL's class-aware sampler (its ``datasets/data_loader.py``): call it (with the epoch, ignored)
+    for one epoch's indices.
 
     Classes are visited in shuffled cycles (reshuffled after every pass over the classes); each visit
     yields the next ``draw`` images of that class from its own shuffled cycle (a class with fewer images
@@ -137,7 +139,7 @@ def supports_head(head: nn.Module) -> bool:
 
 
 def current_head(head: nn.Module, num_old: int) -> StageHead:
-    """The current task's part of ``head`` (rows ``num_old:``), as stage 2 trains it (specs §3.8)."""
+    """The current task's part of ``head`` (rows ``num_old:``), as LT-CIL's stage 2 trains it."""
     if isinstance(head, IncrementalLinear):
         # one weight matrix for every class: train copies of the new rows, write them back afterwards,
         # so neither gradient, momentum nor weight decay ever reaches the old rows
@@ -231,7 +233,7 @@ class LWSTwoStage:
             self.lws_stage(ctx)
 
     def lws_stage(self, ctx) -> list[float]:
-        """Stage 2 (specs §3.8): the scales and the current head on class-aware batches of D_t + memory."""
+        """LT-CIL's stage 2: the scales and the current head on class-aware batches of D_t + memory."""
         model, lr = ctx.model, self.stage2_lr or ctx.cfg.lr
         head = current_head(model.head, ctx.num_old)
         sampler = ClassAwareSampler(ctx.scenario.train.labels, ctx.train_indices, self.stage2_draw,

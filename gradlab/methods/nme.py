@@ -1,4 +1,5 @@
-"""Nearest-mean-of-exemplars (NME) pieces shared by iCaRL (specs/baselines.md §3.3) and LUCIR (§1.5).
+"""Nearest-mean-of-exemplars (NME) pieces shared by iCaRL (Rebuffi et al., CVPR 2017) and
+LUCIR (Hou et al., CVPR 2019).
 
 mu_y = normalise(mean over y's exemplars of normalise(phi(x)), plus their horizontal flips when asked),
 features in eval mode without augmentation. Since every mu_y has unit length, argmin_y ||phi(x) - mu_y||

@@ -1,6 +1,7 @@
 """PODNet: "PODNet: Pooled Outputs Distillation for Small-Tasks Incremental Learning" (Douillard et al., ECCV 2020).
 
-specs/baselines.md §3.7 (LT-CIL ``src/approach/podnet.py``, the version the DGR paper compares with), §0, §4.
+As LT-CIL (Liu et al., ECCV 2022) ``src/approach/podnet.py`` implements it, the version the DGR paper
+compares with, under the LT-CIL / DGR training protocol.
 
 - network: the backbone without its last ReLU (from the base phase on, as LUCIR) and the local similarity
   classifier (:mod:`gradlab.models.lsc`): ``proxies`` K = 10 per class, cosine similarities s_{c,k},
@@ -16,13 +17,14 @@ specs/baselines.md §3.7 (LT-CIL ``src/approach/podnet.py``, the version the DGR
   + lambda_c sqrt(N_seen / N_new) POD-spatial (term ``pod_spatial``, :func:`pod_spatial`) on the outputs
     of the backbone's three stages (``forward_stages``), lambda_f = 1, lambda_c = 3 (LT-CIL's
     ``--pod-spatial-factor``; PyCIL uses 5). The teacher is the frozen model of the previous phase.
-- CNN evaluation: argmax of the logits (argmax z = argmax y^ while eta > 0). The run's schedule (§0),
-  not PODNet's cosine annealing; no NME, no classifier fine-tuning stage and no imprinting of the new
-  proxies: LT-CIL has none of them and the spec prescribes none. New proxies ~ U(-1/sqrt(d), 1/sqrt(d)).
+- CNN evaluation: argmax of the logits (argmax z = argmax y^ while eta > 0). The run's schedule
+  (LT-CIL's step schedule by default), not PODNet's cosine annealing; no NME, no classifier fine-tuning
+  stage and no imprinting of the new proxies: LT-CIL has none of them, so none is added here. New
+  proxies ~ U(-1/sqrt(d), 1/sqrt(d)).
 
 Reference-code quirk behind a switch (it changes the numbers): ``lt_cil_nca`` - LT-CIL's ``nca()``
 subtracts the margin from every logit and then takes the ordinary softmax cross-entropy, so the margin
-cancels and the loss is plain CE(eta y^, y) (spec §3.7, §4.2). The term is then called ``ce``.
+cancels and the loss is plain CE(eta y^, y). The term is then called ``ce``.
 
 Probes: the LSC has no bias and one row per proxy, not per class. ``head.weight`` is a per-class view
 (class c's K proxies side by side) with the applied gradient on ``.grad``, so ``weight_norm`` and

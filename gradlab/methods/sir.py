@@ -1,10 +1,10 @@
 """SIR (reconstruction from the abstract): "Self-Paced Imbalance Rectification for Class Incremental
 Learning" (Liu, Zhu, Cao; arXiv 2202.03703).
 
-**This is not the authors' method.** Neither their code nor their formulas are public (specs/baselines.md
-§2.1-2.3: the repository holds a README and two images). What follows is our reading of the abstract's
-three parts, following the stand-in of specs §2.4 where it gives one; every formula and every default is
-a guess. Report it as "SIR (reconstruction from the abstract)", never as SIR's numbers.
+**This is not the authors' method.** Neither their code nor their formulas are public (their repository,
+Johanan528/SIR, holds only a README and two images). What follows is our reading of the abstract's
+three parts; every formula and every default is a guess. Report it as "SIR (reconstruction from the
+abstract)", never as SIR's numbers.
 
 Base learner: PODNet (:mod:`gradlab.methods.podnet`; the results figure shows SIR_P "on PODNet"), with
 all its switches. SIR changes only the logits fed to PODNet's classification loss (NCA, or CE with
@@ -16,14 +16,14 @@ all its switches. SIR changes only the logits fed to PODNet's classification los
   mean training count of class j's group (old classes: their exemplars; new classes: their full counts;
   at least 1) and N = sum_j n_j (``group``, the default: the abstract's "logits margin between old and
   new classes with the corresponding number ratio" taken literally), or n_j = class j's own count
-  (``class``, spec §2.4's reading, which also adjusts for the long tail inside each group). Either way
+  (``class``, an alternative reading, which also adjusts for the long tail inside each group). Either way
   the margin between a new class c and an old class k, o_c - o_k = tau log(n_c / n_k), grows with the
   new/old sample ratio and follows the memory size ("self-paced": recomputed every phase). ``none``
   switches FCS off. ``tau`` = 1. (On a 3-task digits run with rho = 10 and 5 exemplars, ``group`` gave
   0.61 average incremental accuracy against 0.54 for ``class`` and PODNet alike: one small run, not a
   finding, but the reason for the default beside the abstract's wording.)
 - chronological attenuation (CAM, ``cam``): a_j = gamma^(t - t_j - 1) for a class learned at step
-  t_j < t, 1 for the current task's classes, gamma = 0.9 (spec §2.4): a class already compensated at
+  t_j < t, 1 for the current task's classes, gamma = 0.9 (a guess): a class already compensated at
   many earlier steps is compensated less ("repetitive optimization of the older classes").
 - inheritance transfer (ITS, ``its``): before phase t > 0, the frozen previous model (the teacher) embeds
   each new class's training images and each old class's exemplars (eval mode, no augmentation);
@@ -31,8 +31,8 @@ all its switches. SIR changes only the logits fed to PODNet's classification los
   exemplars) of cos(mu_c, mu_k) / ``its_temperature`` (0.1). For a new-class sample the old logits get
   the extra margin beta S_{y,k} (``beta`` 0.5), so the old classes most similar to its class in the old
   embedding space are pushed away hardest ("reduce the representation confusion by estimating the
-  similarity of different classes in the old embedding space"). Spec §2.4 uses the old classifier rows
-  for the old classes; with PODNet's K proxies per class we use the exemplar means (a guess too).
+  similarity of different classes in the old embedding space"). A one-row-per-class head could use the
+  old classifier rows for the old classes; with PODNet's K proxies per class we use the exemplar means (a guess too).
 
 Method args: PODNet's, plus ``fcs`` (group | class | none), ``tau`` (1), ``cam`` (true), ``gamma`` (0.9),
 ``its`` (true), ``beta`` (0.5), ``its_temperature`` (0.1).

@@ -1,12 +1,15 @@
 """Extra training stages that run after a phase's main training (inside ``method.after_task``).
 
 Several baselines train again, briefly, after the imbalanced main stage of a phase, on other data and
-usually on a few parameters only (specs/baselines.md):
+usually on a few parameters only:
 
-- EEIL's balanced fine-tuning (§3.4 stage b): the whole network, class-balanced subset, low lr;
-- BiC's bias correction (§3.5 stage 2): only (alpha_t, beta_t), held-out validation exemplars;
-- LUCIR's class-balanced fine-tuning (§1.4): the classifier on a class-balanced subset;
-- LT-CIL's LWS stage 2 (§3.8): heads and scaling vectors with a class-aware sampler.
+- EEIL's balanced fine-tuning (Castro et al., ECCV 2018): the whole network, class-balanced subset,
+  low lr;
+- BiC's bias correction (Wu et al., CVPR 2019, stage 2): only (alpha_t, beta_t), held-out validation
+  exemplars;
+- LUCIR's class-balanced fine-tuning (Hou et al., CVPR 2019, Sec. 4.4): the classifier on a
+  class-balanced subset;
+- LT-CIL's LWS stage 2 (Liu et al., ECCV 2022): heads and scaling vectors with a class-aware sampler.
 
 :func:`train_stage` is that loop, written once: its own SGD over the given parameters only, batches
 from ``ctx.train_data.train_batches`` (the run's augmentation), ``loss_fn(batch, out)`` for the loss,

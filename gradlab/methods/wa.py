@@ -1,6 +1,6 @@
 """WA: "Maintaining Discrimination and Fairness in Class Incremental Learning" (Zhao et al., CVPR 2020).
 
-specs/baselines.md §3.6 (paper quotes; PyCIL ``models/wa.py`` for the code):
+From the paper's text, with PyCIL's ``models/wa.py`` for the code details:
 
 - loss in phase t > 0 on D_t + memory: L = (1 - lambda) CE(z_all, y) + lambda KD_T(z_old, z^_old),
   lambda = C_old / (C_old + C_new), T = 2, KD_T the soft cross-entropy -sum softmax(z^/T) log softmax(z/T)
@@ -32,8 +32,8 @@ from gradlab.methods.base import Method, register
 def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
     """KD_T: mean over the batch of -sum_j softmax(teacher/T)_j log softmax(student/T)_j (no T^2).
 
-    The LwF / BiC / WA distillation term (specs/baselines.md §3.2, §3.5, §3.6); its gradient equals that
-    of KL(q || p), its value exceeds KL by the teacher's entropy.
+    The LwF / BiC / WA distillation term (FACIL's ``lwf.py`` / ``bic.py``, PyCIL's WA); its gradient
+    equals that of KL(q || p), its value exceeds KL by the teacher's entropy.
     """
     q = F.softmax(teacher.float() / temperature, dim=1)
     return -(q * F.log_softmax(student.float() / temperature, dim=1)).sum(1).mean()

@@ -1,11 +1,11 @@
 """Classifier heads that grow with each task.
 
-:class:`IncrementalLinear` is the official DGR head (specs/dgr.md §2): one ``nn.Linear(d, n_t)`` with
+:class:`IncrementalLinear` is the official DGR (FACIL) head: one ``nn.Linear(d, n_t)`` with
 bias per task, concatenated into one logit vector (one softmax over all seen classes). Here the rows
 live in ONE weight matrix (C x d) and one bias (C,), grown per task, so per-class operations (gradient
 norms, reweighting, weight norms) are single tensor ops; ``task_sizes`` remembers the blocks.
 
-:class:`CosineHead` is LUCIR's cosine-normalised classifier (specs/baselines.md §1.1):
+:class:`CosineHead` is LUCIR's cosine-normalised classifier (Hou et al., CVPR 2019):
 z_c = sigma * cos(f, w_c), no bias, one learnable sigma shared by all classes. Its rows live in one
 parameter block per task so that earlier tasks' rows can be frozen (excluded from the optimizer, hence
 from weight decay and momentum too); ``weight`` reads all rows as one (C x d) matrix.

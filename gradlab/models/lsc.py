@@ -1,5 +1,5 @@
-"""PODNet's local similarity classifier (LSC): K proxies per class (Douillard et al., ECCV 2020;
-specs/baselines.md §3.7).
+"""PODNet's local similarity classifier (LSC): K proxies per class (Douillard et al., ECCV 2020),
+as in LT-CIL's ``src/approach/podnet.py``.
 
 Every class c has K proxies theta_{c,1..K} (K = 10). For a feature h (hats: L2-normalised):
 
@@ -9,7 +9,7 @@ Every class c has K proxies theta_{c,1..K} (K = 10). For a feature h (hats: L2-n
 
 The head grows per task like :class:`~gradlab.models.heads.IncrementalLinear`: ``grow(n)`` appends one
 parameter holding the n new classes' n*K proxies, drawn from U(-1/sqrt(d), 1/sqrt(d)) as LT-CIL's
-``CosineLinear`` does. With ``freeze_old`` (the spec: "old heads are frozen") the proxies of earlier
+``CosineLinear`` does. With ``freeze_old`` (as LT-CIL: old heads are frozen) the proxies of earlier
 tasks stop training (``requires_grad=False``, so the trainer's optimizer leaves them out: no update, no
 weight decay); eta is shared by all tasks and keeps training. eta multiplies the scores at evaluation
 too (LT-CIL applies it in training only); the argmax is the same whenever eta > 0.

@@ -1,4 +1,4 @@
-"""ResNet-32 for 32x32 images, as in the official code (specs/dgr.md §2).
+"""ResNet-32 for 32x32 images, as in the official DGR / FACIL code (``resnet32.py``).
 
 Three stages of 5 BasicBlocks (16/32/64 channels, strides 1/2/2), option-B shortcuts (1x1 conv + BN
 when the shape changes), global average pooling to a 64-d feature, Kaiming-normal init. No classifier:

@@ -2,7 +2,7 @@
 
 The CSV written next to each figure is exactly one of these tables. Quantities follow the DGR paper
 (He & Zhu, "Gradient Reweighting: Towards Imbalanced Class-Incremental Learning", CVPR 2024) and
-DESIGN.md "Metrics": accuracies and forgettings are fractions in [0, 1]; forgetting is FACIL's
+the README's Metrics section: accuracies and forgettings are fractions in [0, 1]; forgetting is FACIL's
 f[t, u] = max_{t'<t} acc[t', u] - acc[t, u].
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Per-class classifier-row gradient magnitudes per loss term: the DGR paper's Figure 2 quantity
-||grad L_ce(W_j)|| (specs/dgr.md §7), measured for every named loss term of any method."""
+||grad L_ce(W_j)|| (He & Zhu, CVPR 2024), measured for every named loss term of any method."""
 from __future__ import annotations
 
 import torch

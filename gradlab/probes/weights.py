@@ -1,4 +1,5 @@
-"""Per-class classifier weight and bias norms: the classifier-bias picture (specs/dgr.md §7, Fig. 6)."""
+"""Per-class classifier weight and bias norms: the classifier-bias picture of the DGR paper's
+Fig. 6 (He & Zhu, CVPR 2024: FC weight norms per class)."""
 from __future__ import annotations
 
 import torch
