@@ -144,3 +144,22 @@ def test_cli_figures(tmp_path, capsys):
     assert not (tmp_path / "g").exists()
     with pytest.raises(SystemExit):
         main(["figures", "--seeds", "a,b"])
+
+
+def test_readme_verdicts_are_the_committed_figures_verdicts():
+    """The verdict table at the top of the README's figures section is figures/README.md's, which is the
+    one the committed CSVs give."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    table = readme.split("<!-- verdicts:begin -->\n")[1].split("\n<!-- verdicts:end -->")[0].strip()
+    figures_readme = (root / "figures" / "README.md").read_text()
+    assert table in figures_readme
+    csv = {name: pd.read_csv(root / "figures" / f"{stem}.csv") for name, stem in
+           (("fig2", "fig2_gradient_magnitudes"), ("fig5", "fig5_forgetting"), ("weight_norms", "weight_norms"),
+            ("fig4", "fig4_memory_imbalance"))}
+    rows = [verdicts.fig2_verdict(csv["fig2"]), *verdicts.weight_norm_verdicts(csv["weight_norms"]),
+            verdicts.fig5_verdict(csv["fig5"]), verdicts.fig4_verdict(csv["fig4"])]
+    assert verdicts.markdown(rows) == table
+    assert set(csv["fig2"].seed) == {0, 1, 2} and set(csv["fig4"].seed) == {0, 1, 2}
