@@ -1,8 +1,11 @@
 """The explorer in a real browser: JupyterLab + headless Chromium (Playwright), no network.
 
 A private JupyterLab serves a temp folder holding ``04_explorer.ipynb`` with tiny settings and
-``run_now = True``; Chromium opens it, runs every cell from the Run menu, and the test checks that the
-widgets render, the run finishes ("done" in the status line) and plotly plots appear. A screenshot is
+``run_now = True`` (and a seed and a method argument set); Chromium opens it, runs every cell from the Run
+menu, and the test checks that the widgets render (with the seed, max-per-class and method-args controls), the
+run finishes with those values ("done" in the status line), plotly plots appear, the last cell shows static
+copies of the panels, and that a malformed method argument typed into its field and run gives one error
+line in the status, not a traceback. A screenshot is
 saved under the test's tmp folder (``explorer.png``, ``explorer_widget.png``). The server and its
 kernels are always shut down. Without Chromium the test fails (it never skips): install it with
 ``apt-get install -y chromium`` (``.ci/run`` does) or point ``GRADLAB_CHROMIUM`` at a binary.
@@ -232,7 +235,7 @@ def test_explorer_in_jupyterlab(tmp_path):
                 text = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").inner_text()
                 assert "Traceback (most recent call last)" not in text, f"a cell raised an error:\n{text[-3000:]}"
                 assert "RunRecord(" in text, "the last cell should print the explorer's finished run"
-                for label in ("seed", "max/class", "method args"):
+                for label in ("seed", "max per class", "method args"):
                     assert label in status, f"the explorer has no {label!r} control:\n{status}"
                 values = explorer.locator("input").evaluate_all("els => els.map(e => e.value)")
                 assert "distillation=kd" in values and "1" in values, f"control values: {values}"

@@ -118,19 +118,54 @@ def is_png(data: str) -> bool:
     return base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def sliced_polls(channel) -> None:
+    """Make ``channel.get_msg(timeout)`` poll its socket in slices of at most a second.
+
+    When a cell sends a burst of widget messages (the explorer's progress bar), nbclient's single long
+    poll on a channel can miss the socket's wake-up and sit until the cell timeout although the reply
+    is there (jupyter/nbclient#312); a fresh poll every second sees it at once."""
+    import queue
+
+    original = channel.get_msg
+
+    async def get_msg(timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            try:
+                return await original(timeout=step)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg
+
+
+def notebook_client(nb, folder: Path):
+    """An nbclient NotebookClient running ``nb`` in ``folder``, its channels polled in slices."""
+    from nbclient import NotebookClient
+
+    class Client(NotebookClient):
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            sliced_polls(kc.shell_channel)
+            sliced_polls(kc.iopub_channel)
+            return kc
+
+    return Client(nb, timeout=900, kernel_name="python3", allow_errors=False,
+                  resources={"metadata": {"path": str(folder)}})
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     """name -> (executed notebook, its working folder); each notebook runs once, with its TINY settings."""
-    from nbclient import NotebookClient
-
     done: dict = {}
 
     def run(name: str):
         if name not in done:
             folder = tmp_path_factory.mktemp(name.removesuffix(".ipynb"))
             nb = with_parameters(nbformat.read(NOTEBOOK_DIR / name, as_version=4), TINY[name])
-            client = NotebookClient(nb, timeout=900, kernel_name="python3", allow_errors=False,
-                                    resources={"metadata": {"path": str(folder)}})
+            client = notebook_client(nb, folder)
             start = time.perf_counter()
             client.execute()  # raises CellExecutionError, with the cell and traceback, on the first error
             print(f"{name}: {time.perf_counter() - start:.1f} s")
@@ -216,6 +251,38 @@ def test_static_html_export_shows_every_figure(executed):
     assert plotly_count >= 2
     assert html.count("data:image/png;base64,") >= plotly_count + 1   # + the forgetting-vs-count figure
     assert "its static copy (PNG) follows" in html
+
+
+def test_static_copy_draws_the_same_data():
+    """notebook.to_matplotlib: every bar, point and heatmap cell of the plotly figure, on the facet it sits in."""
+    import plotly.express as px
+
+    from gradlab.plots import interactive, notebook
+
+    frame = pd.DataFrame({"phase": [0, 0, 1, 1, 1], "class": [0, 1, 0, 1, 2], "images": [5, 3, 2, 2, 7],
+                          "role": ["new", "new", "old", "old", "new"]})
+    static = notebook.to_matplotlib(px.bar(frame, x="class", y="images", color="role", facet_col="phase"))
+    drawn = [ax for ax in static.axes if ax.patches]
+    assert len(drawn) == 2
+    assert sorted(p.get_height() for ax in drawn for p in ax.patches) == sorted(frame.images)
+    assert {t.get_text() for t in static.legends[0].get_texts()} == {"new", "old"}
+
+    curves = pd.DataFrame({"label": ["a", "a", "b", "b"], "phase": [0, 1, 0, 1], "acc_all_seen": [0.5, 0.4, 0.6, 0.55],
+                           "acc_task_mean": [0.5, 0.4, 0.6, 0.5]})
+    static = notebook.to_matplotlib(interactive.accuracy_curves(curves))
+    lines = sorted(tuple(np.round(line.get_ydata(), 6)) for line in static.axes[0].lines)
+    assert lines == [(50.0, 40.0), (60.0, 55.0)]
+    seeds = pd.concat([curves.assign(seed=0), curves.assign(seed=1, acc_all_seen=curves.acc_all_seen + 0.1)])
+    fig = interactive.accuracy_curves(seeds)          # per-seed tables: the mean over seeds, ± std error bars
+    assert len(fig.data) == 2 and "2 seeds" in fig.layout.title.text
+    assert np.allclose(fig.data[0].y, [55.0, 45.0]) and np.allclose(fig.data[0].error_y.array, [7.0710678, 7.0710678])
+
+    matrix = pd.DataFrame([[0.1, np.nan], [0.2, 0.3]], index=pd.RangeIndex(2, name="phase"),
+                          columns=pd.RangeIndex(2, name="task"))
+    static = notebook.to_matplotlib(interactive.heatmap(matrix, "m"))
+    image = static.axes[0].images[0].get_array()
+    assert np.allclose(image.filled(np.nan)[~image.mask], [10.0, 20.0, 30.0])
+    assert notebook.png_bytes(static)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ---------------------------------------------------------------------- the generated statements
@@ -346,7 +413,8 @@ def test_findings_say_what_the_numbers_say():
     ce_line = next(line for line in text.splitlines() if line.startswith("- Under **CE**"))
     assert "rows average **0.89 ± 0.01 ×** the rows of the earlier tasks: smaller" in ce_line
     assert "larger" not in ce_line.split(";")[0]
-    assert "Under **DGR** the newest task's rows average **1.30 ± 0.01 ×** the rows of the earlier tasks: larger" in text
+    assert ("Under **DGR** the newest task's rows average **1.30 ± 0.01 ×** the rows of the earlier tasks: "
+            "larger") in text
     assert "Verdict on these runs: not reproduced" in text
 
     single = pd.DataFrame([r for r in rows if r["seed"] == 0]).drop(columns="seed")
@@ -514,10 +582,11 @@ def test_explorer_run_uses_seed_cap_and_args_and_draws_static_copies(tmp_path):
     from gradlab.widgets import explorer
 
     ex = explorer(scenario="digits", method="dgr", tasks=2, epochs=1, memory=5, batch_size=32, device="cpu",
-                  seed=2, max_per_class=60, method_args="distillation=kd", out_root=tmp_path)
+                  seed=2, max_per_class=60, imbalance=10, method_args="distillation=kd", out_root=tmp_path)
     record = ex.run()
     assert record is not None and record.complete, ex.error
-    assert (record.config.seed, record.config.max_per_class, record.config.method_args) == (2, 60, {"distillation": "kd"})
+    cfg = record.config
+    assert (cfg.seed, cfg.max_per_class, cfg.method_args) == (2, 60, {"distillation": "kd"})
     assert int(record.classes.train_count.max()) == 60
     assert "distillation=kd" in next(iter(ex.records)) and "seed 2" in next(iter(ex.records))
     static = ex.static_figures()

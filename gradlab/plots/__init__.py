@@ -1,11 +1,15 @@
 """Plots of run records: tidy tables, static paper figures, interactive figures.
 
 - :mod:`gradlab.plots.tables` - tidy pandas tables from :class:`gradlab.records.RunRecord` s
-  (the CSV written next to each figure);
-- :mod:`gradlab.plots.figures` - static matplotlib / seaborn figures (Figure objects, headless-safe)
-  and ``save`` (PNG + PDF);
-- :mod:`gradlab.plots.interactive` - plotly ``go.Figure`` equivalents for the explorer.
+  (the CSV written next to each figure); ``per_seed`` stacks seeds, ``aggregate`` gives mean / std / n;
+- :mod:`gradlab.plots.paper` - the paper's figures (2, 4, 5, weight norms) for one seed or many;
+- :mod:`gradlab.plots.figures` - other static matplotlib / seaborn figures (Figure objects, headless-safe)
+  and ``save`` (PNG + PDF); re-exports the paper figures;
+- :mod:`gradlab.plots.interactive` - plotly ``go.Figure`` equivalents for the explorer and notebooks;
+- :mod:`gradlab.plots.static` - a static PNG beside every plotly figure (for viewers without JavaScript);
+- :mod:`gradlab.plots.notebook` - what keeps the notebooks thin: a figure's runs from the ``make figures``
+  cache (``figure_runs``), ``show``, and the findings of :mod:`gradlab.findings`.
 """
-from gradlab.plots import figures, interactive, tables
+from gradlab.plots import figures, interactive, paper, tables
 
-__all__ = ["tables", "figures", "interactive"]
+__all__ = ["tables", "paper", "figures", "interactive"]

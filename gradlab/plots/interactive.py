@@ -155,7 +155,8 @@ def forgetting_curves(table: pd.DataFrame) -> go.Figure:
             customdata=100 * frame[["accuracy"]].to_numpy(),
             hovertemplate=("phase %{x}: forgetting %{y:.1f}%, A_t %{customdata[0]:.1f}%<extra>"
                            + label + "</extra>")))
-    fig.update_layout(title="Forgetting at each incremental step (Fig. 5)" + _seed_note(n), xaxis_title="incremental step (phase)",
+    fig.update_layout(title="Forgetting at each incremental step (Fig. 5)" + _seed_note(n),
+                      xaxis_title="incremental step (phase)",
                       yaxis_title="average forgetting (%)", xaxis=dict(dtick=1))
     return fig
 
