@@ -127,6 +127,21 @@ def check_figure_inputs(configs, out: Path) -> None:
             checked.add((cfg.scenario, cfg.data_root, cfg.download))
 
 
+def plan_configs(plans: dict) -> dict:
+    """{(figure, key, seed): RunConfig} for {figure: figure_plan(...)}."""
+    return {(name, key, seed): cfg for name, plan in plans.items() for key, runs in plan.items()
+            for seed, cfg in runs.items()}
+
+
+def run_plans(plans: dict, cache_dir: str | Path = "runs/cache", workers: int | None = None, log=None) -> dict:
+    """{(figure, key, seed): RunRecord} for {figure: figure_plan(...)}: cached runs loaded, the others
+    trained in parallel (:func:`gradlab.executor.run_many`; runs shared between figures train once)."""
+    configs = plan_configs(plans)
+    named = {" ".join(map(str, [name, *(key if isinstance(key, tuple) else [key]), "seed", seed])): cfg
+             for (name, key, seed), cfg in configs.items()}
+    return dict(zip(configs, run_many(named, cache_dir, workers=workers, log=log).values()))
+
+
 def figure_tables(plans: dict, records: dict) -> dict:
     """The per-seed table behind each figure (the CSVs) from ``records`` {(figure, key, seed): RunRecord}."""
     from gradlab.plots import tables as T
@@ -178,19 +193,15 @@ def make_figures(out: str | Path = "figures", quick: bool = True, scenario: str 
         raise ConfigError(f"only: {unknown} are not figures; allowed: {list(FIGURES)}")
     out = Path(out)
     plans = {name: figure_plan(name, quick, scenario, device, seeds, **overrides) for name in names}
-    configs = {(name, key, seed): cfg for name, plan in plans.items() for key, runs in plan.items()
-               for seed, cfg in runs.items()}
+    configs = plan_configs(plans)
     check_figure_inputs(configs.values(), out)
     out.mkdir(parents=True, exist_ok=True)
-    named = {f"{name} {key if isinstance(key, str) else ' '.join(map(str, key))} seed {seed}": cfg
-             for (name, key, seed), cfg in configs.items()}
     before = sum(1 for cfg in {run_key(c): c for c in configs.values()}.values()
                  if (Path(cache_dir) / run_key(cfg) / "summary.json").is_file())
     start = time.perf_counter()
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda line: None)
-    by_name = run_many(named, cache_dir, workers=workers, log=log)
+    records = run_plans(plans, cache_dir, workers, log)
     seconds = time.perf_counter() - start
-    records = dict(zip(configs, by_name.values()))
     tables = figure_tables(plans, records)
     rows = figure_verdicts(tables)
     draw = {"fig2": P.fig2, "fig5": P.fig5, "weight_norms": P.weight_norms, "fig4": P.fig4}

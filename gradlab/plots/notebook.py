@@ -64,20 +64,17 @@ def figure_runs(name: str, quick: bool = True, scenario: str = "fashion_mnist", 
     """The runs ``gradlab figures`` makes for figure ``name`` (same settings, same cache keys): finished
     ones load from ``cache_dir`` at once, the others train there (in parallel worker processes, one
     progress line per finished run). ``overrides`` (e.g. ``epochs=1``) change every run."""
-    from gradlab.executor import cached_record, run_many
-    from gradlab.figures import figure_plan, figure_tables
+    from gradlab.executor import cached_record
+    from gradlab.figures import figure_plan, figure_tables, plan_configs, run_plans
 
     plan = figure_plan(name, quick, scenario, device, seeds=list(seeds), **overrides)
-    configs = {(name, key, seed): cfg for key, runs in plan.items() for seed, cfg in runs.items()}
+    configs = plan_configs({name: plan})
     missing = sorted({f"{key if isinstance(key, str) else ' '.join(map(str, key))} seed {seed}"
                       for (_, key, seed), cfg in configs.items() if cached_record(cfg, cache_dir) is None})
     if missing:
         print(f"{len(configs) - len(missing)} of {len(configs)} runs are in {str(cache_dir)!r}; "
               f"training {len(missing)} (they are cached for next time): {', '.join(missing)}", flush=True)
-    named = {" ".join(map(str, [name, *(key if isinstance(key, tuple) else [key]), "seed", seed])): cfg
-             for (name, key, seed), cfg in configs.items()}
-    by_name = run_many(named, cache_dir, workers=workers, log=lambda line: print(line, flush=True))
-    flat = dict(zip(configs, by_name.values()))
+    flat = run_plans({name: plan}, cache_dir, workers, log=lambda line: print(line, flush=True))
     records = {key: {seed: flat[(name, key, seed)] for seed in runs} for key, runs in plan.items()}
     table = figure_tables({name: plan}, flat)[name]
     return FigureRuns(name, plan, records, table, str(cache_dir), missing)
