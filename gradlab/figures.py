@@ -218,6 +218,7 @@ def write_figure(stem: Path, fig, table) -> list[Path]:
     """PNG (150 dpi), PDF and the CSV behind the figure, each written atomically."""
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf"), stem.with_suffix(".csv")]
     atomic_write(paths[0], lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
-    atomic_write(paths[1], lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight"))
+    atomic_write(paths[1], lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight",
+                                                   metadata={"CreationDate": None}))   # same data, same bytes
     atomic_write(paths[2], lambda tmp: table.to_csv(tmp, index=False))
     return paths
