@@ -125,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default="runs/compare", help="folder for comparison.{csv,md} and the figure")
     compare.add_argument("--cache", default="runs/cache", help="folder of cached runs (default runs/cache)")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    data = sub.add_parser("data", help="print a configuration's per-class and per-task counts and class order "
+                                       "(check a protocol before a long run)")
+    data.add_argument("config", nargs="?", help="YAML file with RunConfig keys (flags override it)")
+    for flag, (dest, kind, text) in RUN_FLAGS.items():
+        data.add_argument(flag, dest=dest, type=kind, default=argparse.SUPPRESS, help=text)
+    data.add_argument("--preset", dest="presets", action="append", default=argparse.SUPPRESS,
+                      help=f"apply a preset (repeatable): {', '.join(sorted(PRESETS))}")
+    data.add_argument("--method-arg", dest="method_args", action="append", default=argparse.SUPPRESS,
+                      metavar="KEY=VALUE", help="accepted for symmetry with `run`; does not change the data")
+    data.add_argument("--csv", default=None, metavar="FILE",
+                      help="also write one row per class: class, original_label, task, train/val/test counts")
     sub.add_parser("info", help="list scenarios, orders, presets and methods")
     return parser
 
@@ -139,6 +150,41 @@ def _method_args(pairs: list[str]) -> dict:
         key, value = pair.split("=", 1)
         args[key] = yaml.safe_load(value)
     return args
+
+
+def command_data(ns: argparse.Namespace) -> int:
+    """The scenario a configuration builds, as tables: per task, then per class (in learning order)."""
+    from gradlab.data.scenario import Scenario
+    from gradlab.data.sources import check_source
+    from gradlab.records import atomic_write
+
+    values = {k: v for k, v in vars(ns).items() if k not in ("command", "config", "csv")}
+    if "method_args" in values:
+        values["method_args"] = _method_args(values["method_args"])
+    cfg = RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
+    if ns.csv and not Path(ns.csv).absolute().parent.is_dir():
+        raise ConfigError(f"--csv: folder {str(Path(ns.csv).absolute().parent)!r} does not exist")
+    check_source(cfg.scenario, cfg.data_root, cfg.download)
+    try:
+        scenario = Scenario.from_config(cfg)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    table = scenario.class_table()
+    per_task = table.groupby("task").agg(classes=("class", "size"), train=("train_count", "sum"),
+                                         val=("val_count", "sum"), test=("test_count", "sum"))
+    print(f"{scenario!r}")
+    print(f"class order (original labels): {' '.join(map(str, scenario.original_label))}")
+    print("\nper task:")
+    print(per_task.to_string())
+    print(f"total: train {int(table.train_count.sum())}, val {int(table.val_count.sum())}, "
+          f"test {int(table.test_count.sum())}")
+    print("\nper class (in learning order):")
+    print(table.to_string(index=False))
+    if ns.csv:
+        path = Path(ns.csv)
+        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+        print(f"\nwritten: {path}")
+    return 0
 
 
 def command_run(ns: argparse.Namespace) -> int:
@@ -220,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         commands = {"info": lambda: command_info(), "run": lambda: command_run(ns), "figures": lambda: command_figures(ns),
-                    "compare": lambda: command_compare(ns)}
+                    "compare": lambda: command_compare(ns), "data": lambda: command_data(ns)}
         return commands[ns.command]()
     except (ConfigError, DataError, FileNotFoundError) as err:
         print(f"gradlab: error: {err}", file=sys.stderr)

@@ -1,0 +1,34 @@
+"""`gradlab data`: a configuration's counts and class order, printed and as CSV, without training."""
+import numpy as np
+import pandas as pd
+
+from gradlab.cli import main
+from gradlab.data.profiles import long_tail_counts
+
+
+def test_data_prints_tasks_classes_and_writes_the_csv(tmp_path, capsys):
+    csv = tmp_path / "classes.csv"
+    code = main(["data", "--scenario", "fashion_mnist", "--order", "lt", "--imbalance", "100", "--max-per-class",
+                 "1000", "--tasks", "5", "--val-fraction", "0.1", "--csv", str(csv)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "class order (original labels): 4 2 7 6 0 3 5 8 9 1" in out
+    assert "per task:" in out and "per class (in learning order):" in out
+    table = pd.read_csv(csv)
+    assert list(table.columns)[:6] == ["class", "original_label", "task", "train_count", "val_count", "test_count"]
+    assert table["class"].tolist() == list(range(10)) and table.task.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    kept = long_tail_counts(1000, 10, 100.0)[table.original_label]             # by original label
+    held = np.round(0.1 * kept).astype(int)
+    assert (table.val_count == held).all() and (table.train_count == kept - held).all()
+    assert (table.test_count == 1000).all()
+    assert f"total: train {int(table.train_count.sum())}, val {int(held.sum())}, test 10000" in out
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_data_rejects_bad_settings_before_building(tmp_path, capsys):
+    assert main(["data", "--scenario", "digits", "--tasks", "30"]) == 2
+    assert "tasks: 30 tasks cannot be made" in capsys.readouterr().err
+    assert main(["data", "--scenario", "digits", "--csv", str(tmp_path / "no" / "x.csv")]) == 2
+    assert "--csv: folder" in capsys.readouterr().err
+    assert main(["data", "--scenario", "digits", "--imbalance", "1000", "--max-per-class", "100"]) == 2
+    assert "without images" in capsys.readouterr().err
