@@ -75,17 +75,30 @@ RUN_FLAGS = {
 }
 
 
+def _add_run_flags(parser: argparse.ArgumentParser, method_arg_help: str) -> None:
+    """The flags of `gradlab run` (every RunConfig field, presets, method args) on ``parser``."""
+    parser.add_argument("config", nargs="?", help="YAML file with RunConfig keys (flags override it)")
+    for flag, (dest, kind, text) in RUN_FLAGS.items():
+        parser.add_argument(flag, dest=dest, type=kind, default=argparse.SUPPRESS, help=text)
+    parser.add_argument("--preset", dest="presets", action="append", default=argparse.SUPPRESS,
+                        help=f"apply a preset (repeatable): {', '.join(sorted(PRESETS))}")
+    parser.add_argument("--method-arg", dest="method_args", action="append", default=argparse.SUPPRESS,
+                        metavar="KEY=VALUE", help=method_arg_help)
+
+
+def _run_config(ns: argparse.Namespace, not_settings: tuple) -> RunConfig:
+    """The RunConfig of a `run`-style command: YAML file, then flags (``not_settings`` are other options)."""
+    values = {k: v for k, v in vars(ns).items() if k not in ("command", "config", *not_settings)}
+    if "method_args" in values:
+        values["method_args"] = _method_args(values["method_args"])
+    return RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradlab", description="Imbalanced class-incremental learning you can see.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train one class-incremental run and write its record folder")
-    run.add_argument("config", nargs="?", help="YAML file with RunConfig keys (flags override it)")
-    for flag, (dest, kind, text) in RUN_FLAGS.items():
-        run.add_argument(flag, dest=dest, type=kind, default=argparse.SUPPRESS, help=text)
-    run.add_argument("--preset", dest="presets", action="append", default=argparse.SUPPRESS,
-                     help=f"apply a preset (repeatable): {', '.join(sorted(PRESETS))}")
-    run.add_argument("--method-arg", dest="method_args", action="append", default=argparse.SUPPRESS,
-                     metavar="KEY=VALUE", help="a method-specific setting (repeatable)")
+    _add_run_flags(run, "a method-specific setting (repeatable)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     figures = sub.add_parser("figures", help="regenerate the paper figures over several seeds, with verdicts "
@@ -127,13 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     data = sub.add_parser("data", help="print a configuration's per-class and per-task counts and class order "
                                        "(check a protocol before a long run)")
-    data.add_argument("config", nargs="?", help="YAML file with RunConfig keys (flags override it)")
-    for flag, (dest, kind, text) in RUN_FLAGS.items():
-        data.add_argument(flag, dest=dest, type=kind, default=argparse.SUPPRESS, help=text)
-    data.add_argument("--preset", dest="presets", action="append", default=argparse.SUPPRESS,
-                      help=f"apply a preset (repeatable): {', '.join(sorted(PRESETS))}")
-    data.add_argument("--method-arg", dest="method_args", action="append", default=argparse.SUPPRESS,
-                      metavar="KEY=VALUE", help="accepted for symmetry with `run`; does not change the data")
+    _add_run_flags(data, "accepted as in `run`; it does not change the data")
     data.add_argument("--csv", default=None, metavar="FILE",
                       help="also write one row per class: class, original_label, task, train/val/test counts")
     sub.add_parser("info", help="list scenarios, orders, presets and methods")
@@ -158,10 +165,7 @@ def command_data(ns: argparse.Namespace) -> int:
     from gradlab.data.sources import check_source
     from gradlab.records import atomic_write
 
-    values = {k: v for k, v in vars(ns).items() if k not in ("command", "config", "csv")}
-    if "method_args" in values:
-        values["method_args"] = _method_args(values["method_args"])
-    cfg = RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
+    cfg = _run_config(ns, ("csv",))
     if ns.csv and not Path(ns.csv).absolute().parent.is_dir():
         raise ConfigError(f"--csv: folder {str(Path(ns.csv).absolute().parent)!r} does not exist")
     check_source(cfg.scenario, cfg.data_root, cfg.download)
@@ -190,12 +194,9 @@ def command_data(ns: argparse.Namespace) -> int:
 def command_run(ns: argparse.Namespace) -> int:
     from gradlab.runner import run
 
-    values = {k: v for k, v in vars(ns).items() if k not in ("command", "config", "overwrite", "quiet")}
-    if "method_args" in values:
-        values["method_args"] = _method_args(values["method_args"])
+    cfg = _run_config(ns, ("overwrite", "quiet"))
     if ns.quiet:
-        values["progress"] = False
-    cfg = RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
+        cfg.progress = False
     record = run(cfg, overwrite=ns.overwrite)
     s = record.summary
     print(f"run folder: {record.path}")
