@@ -32,3 +32,12 @@ def test_data_rejects_bad_settings_before_building(tmp_path, capsys):
     assert "--csv: folder" in capsys.readouterr().err
     assert main(["data", "--scenario", "digits", "--imbalance", "1000", "--max-per-class", "100"]) == 2
     assert "without images" in capsys.readouterr().err
+
+
+def test_output_piped_into_head_ends_quietly():
+    import subprocess
+    import sys
+
+    result = subprocess.run(f"{sys.executable} -m gradlab.cli data --scenario digits --tasks 3 | head -n 1",
+                            shell=True, capture_output=True, text=True, check=False)
+    assert result.stdout.startswith("Scenario(digits") and "Traceback" not in result.stderr
