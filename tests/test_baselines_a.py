@@ -1,4 +1,4 @@
-"""Baselines, part A: iCaRL, WA, EEIL, BiC and the shared extra-stage helper (specs/baselines.md §3.3-3.6).
+"""Baselines, part A: iCaRL, WA, EEIL, BiC and the shared extra-stage helper.
 
 Small offline digits runs; every distinctive piece is checked against an independent computation.
 """
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import gradlab
 from gradlab.config import ConfigError, RunConfig
 from gradlab.methods import build_method
+from gradlab.methods.eeil import PAPER_ARGS
 from gradlab.methods.stages import class_balanced_indices, train_stage
 from gradlab.runner import build_trainer
 
@@ -203,8 +204,18 @@ def test_wa_base_phase_is_not_aligned_and_clipping_keeps_weights_non_negative():
 
 
 # ---------------------------------------------------------------------------- EEIL
-def test_eeil_balanced_finetuning_uses_class_balanced_data_and_keeps_the_teacher():
-    ctx, method, trainer = to_phase_one("eeil", {"finetune_epochs": 1})
+def test_eeil_defaults_are_the_lt_cil_reference_and_paper_args_restore_the_paper():
+    cfg = RunConfig(method="eeil", epochs=160, lr=0.1)
+    reference = build_method("eeil", cfg)
+    assert (reference.skip_last_old_head, reference.balanced, reference.finetune_lr_factor) == (True, "facil", 0.01)
+    assert reference.finetune_epochs == 40 and (reference.lambda_kd, reference.temperature) == (1.0, 2.0)
+    assert PAPER_ARGS == {"skip_last_old_head": False, "balanced": "per_class", "finetune_lr_factor": 0.1}
+    paper = build_method("eeil", cfg, **PAPER_ARGS)
+    assert (paper.skip_last_old_head, paper.balanced, paper.finetune_lr_factor) == (False, "per_class", 0.1)
+
+
+def test_eeil_paper_switch_uses_class_balanced_data_and_keeps_the_teacher():
+    ctx, method, trainer = to_phase_one("eeil", {"finetune_epochs": 1, "balanced": "per_class"})
     indices = method.balanced_indices(ctx)
     counts = np.bincount(ctx.scenario.train.labels[indices], minlength=ctx.num_seen)
     assert counts.tolist() == [10] * ctx.num_seen          # 10 exemplars per old class, 10 images per new class
@@ -216,22 +227,44 @@ def test_eeil_balanced_finetuning_uses_class_balanced_data_and_keeps_the_teacher
     assert ctx.phase_log["eeil_finetune"]["images"] == len(indices) and len(method.finetune_losses) == 1
 
 
-def test_eeil_facil_sampling_and_the_skipped_head_quirk():
-    ctx, method, _ = to_phase_one("eeil", {"balanced": "facil", "skip_last_old_head": True})
+def test_eeil_default_sampling_and_the_skipped_head():
+    ctx, method, _ = to_phase_one("eeil")
     indices = method.balanced_indices(ctx)
     old = ctx.memory.indices()
     assert len(indices) == 2 * len(old) and np.array_equal(indices[:len(old)], old)
+    new = indices[len(old):]
+    assert np.isin(new, ctx.task.train_indices).all() and len(set(new.tolist())) == len(new)
+    counts = np.bincount(ctx.scenario.train.labels[new], minlength=ctx.num_seen)[ctx.num_old:]
+    assert counts.sum() == len(old) and len(set(counts.tolist())) > 1        # a random draw, not per class
     batch = next(ctx.train_data.train_batches(ctx.train_indices, 16, torch.Generator().manual_seed(0)))
     out = ctx.model(batch.x)
-    assert set(method.losses(batch, out)) == {"ce"}          # phase 1 with the quirk: no distillation
+    assert set(method.losses(batch, out)) == {"ce"}          # phase 1 by default: no distillation in stage a
     assert set(method._terms(batch, out, ctx.phase)) == {"ce", "kd"}   # stage b distils every old head
-    faithful = build_method("eeil", ctx.cfg)
+    faithful = build_method("eeil", ctx.cfg, skip_last_old_head=False)
     faithful.ctx = ctx
     terms = faithful.losses(batch, out)
     with torch.no_grad():
         t = ctx.teacher(batch.x).logits
     p, q = F.softmax(out.logits[:, :ctx.num_old] / 2, 1), F.softmax(t / 2, 1)
     assert terms["kd"].item() == pytest.approx(F.binary_cross_entropy(p, q).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("factor", [None, 0.1])
+def test_eeil_finetuning_lr_is_the_run_lr_times_the_factor(factor, monkeypatch):
+    import gradlab.methods.eeil as eeil
+
+    seen = {}
+
+    def recording(ctx, params, loss_fn, indices, **kwargs):
+        seen.update(kwargs)
+        return [0.0]
+
+    monkeypatch.setattr(eeil, "train_stage", recording)
+    args = {} if factor is None else {"finetune_lr_factor": factor}
+    ctx, method, _ = to_phase_one("eeil", {"finetune_epochs": 2, **args}, lr=0.05)
+    method.after_task(ctx)
+    assert seen["lr"] == pytest.approx(0.05 * (0.01 if factor is None else factor))
+    assert seen["epochs"] == 2 and seen["momentum"] == ctx.cfg.momentum
 
 
 # ---------------------------------------------------------------------------- BiC

@@ -1,5 +1,6 @@
-"""PODNet (specs/baselines.md §3.7): the local similarity classifier, NCA, POD-spatial / POD-flat and their
-adaptive weight, each checked against an independent computation; a small offline digits run that learns."""
+"""PODNet: the local similarity classifier, LT-CIL's CE (the default) and the paper's
+NCA, POD-spatial / POD-flat and their adaptive weight, each checked against an independent computation; small
+offline digits runs that learn, on the small CNN and on LT-CIL's PODNet ResNet-32."""
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ from gradlab.methods.podnet import (PODNetModel, distillation_factor, drop_last_
 from gradlab.models.factory import build_backbone
 from gradlab.classifier_gradients import row_gradients
 from gradlab.models.lsc import LocalSimilarityClassifier
+from gradlab.models.resnet_cifar import ResNetCifar, ZeroPadShortcut
 from gradlab.runner import build_trainer
 
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=3, batch_size=32, memory=10, progress=False,
@@ -40,16 +42,17 @@ def test_podnet_trains_beats_chance_and_probes_read_the_lsc(tmp_path):
     assert record.accuracy_matrix().shape == (3, 3)
     probes = record.probes
     terms = set(probes.term.astype(str))
-    assert {"grad_nca", "grad_pod_flat", "grad_pod_spatial", "grad_applied", "weight_norm", "test_acc"} <= terms
+    assert {"grad_ce", "grad_pod_flat", "grad_pod_spatial", "grad_applied", "weight_norm", "test_acc"} <= terms
+    assert "grad_nca" not in terms                                  # LT-CIL's plain CE by default
     assert "bias_abs" not in terms                                  # the LSC has no bias
     last = probes[(probes.phase == 2) & (probes.epoch == SETTINGS["epochs"] - 1)]
-    for term in ("grad_nca", "grad_applied", "weight_norm"):
+    for term in ("grad_ce", "grad_applied", "weight_norm"):
         assert sorted(last[last.term == term]["class"]) == list(range(10)), term   # one row per class
     applied = last[last.term == "grad_applied"].set_index("class").value
-    nca = last[last.term == "grad_nca"].set_index("class").value
+    ce = last[last.term == "grad_ce"].set_index("class").value
     old = range(7)                                                  # tasks of 4 + 3 classes before phase 2
     assert (applied[list(old)] == 0).all() and (applied[[7, 8, 9]] > 0).all()   # old proxies frozen
-    assert (nca[list(old)] > 0).all()                               # ... but the loss still pulls on them
+    assert (ce[list(old)] > 0).all()                                # ... but the loss still pulls on them
     assert (last[last.term == "grad_pod_flat"].value == 0).all()    # feature terms never reach the proxies
 
 
@@ -136,14 +139,28 @@ def test_method_uses_the_chosen_classification_loss():
     trainer.begin_phase(ctx.scenario.tasks[0])
     batch = a_batch(ctx)
     out = ctx.model(batch.x)
+    assert method.lt_cil_nca is True and method.class_term == "ce"  # the default: LT-CIL's plain CE
     terms = method.losses(batch, out)
-    assert set(terms) == {"nca"}                                    # phase 0: no distillation
-    assert terms["nca"].item() == pytest.approx(nca_loss(out.logits, batch.y, 0.6).item(), rel=1e-6)
-    quirk = build_method("podnet", ctx.cfg, lt_cil_nca=True, margin=0.9)
-    quirk.ctx = ctx
-    terms = quirk.losses(batch, out)
-    assert set(terms) == {"ce"}
+    assert set(terms) == {"ce"}                                     # phase 0: no distillation
     assert terms["ce"].item() == pytest.approx(F.cross_entropy(out.logits, batch.y).item(), rel=1e-6)
+    margin = build_method("podnet", ctx.cfg, margin=0.9, hinge=False)   # margin and hinge change nothing
+    margin.ctx = ctx
+    assert margin.losses(batch, out)["ce"].item() == pytest.approx(terms["ce"].item(), rel=1e-6)
+    paper = build_method("podnet", ctx.cfg, lt_cil_nca=False)       # the paper's NCA
+    paper.ctx = ctx
+    terms = paper.losses(batch, out)
+    assert set(terms) == {"nca"}
+    assert terms["nca"].item() == pytest.approx(nca_loss(out.logits, batch.y, 0.6).item(), rel=1e-6)
+    assert terms["nca"].item() != pytest.approx(F.cross_entropy(out.logits, batch.y).item(), rel=1e-3)
+
+
+def test_classification_loss_default_follows_each_method_reference():
+    cfg = RunConfig(method="podnet")
+    assert build_method("podnet", cfg).lt_cil_nca is True
+    assert build_method("podnet-2stage", cfg).lt_cil_nca is True    # LT-CIL's podnet_2stage: the same CE
+    assert build_method("sir", cfg).lt_cil_nca is False             # built on the original PODNet: NCA
+    assert build_method("sir", cfg, lt_cil_nca=True).class_term == "ce"
+    assert build_method("podnet", cfg, lt_cil_nca=False).class_term == "nca"
 
 
 # ---------------------------------------------------------------------------- POD-spatial
@@ -208,7 +225,7 @@ def test_distillation_terms_and_lambda_scaling(lambda_c, lambda_f):
             teacher = ctx.teacher(batch.x)
         flat = (1 - F.cosine_similarity(out.features, teacher.features, dim=1)).mean()
         spatial = pod_by_hand(out.stages, teacher.stages)
-        assert set(terms) == {"nca", "pod_flat", "pod_spatial"}
+        assert set(terms) == {"ce", "pod_flat", "pod_spatial"}
         assert terms["pod_flat"].item() == pytest.approx(lambda_f * math.sqrt(seen / new) * flat.item(), rel=1e-5)
         assert terms["pod_spatial"].item() == pytest.approx(lambda_c * math.sqrt(seen / new) * spatial, rel=1e-4)
         assert terms["pod_spatial"].item() > 0 and terms["pod_flat"].item() > 0
@@ -236,7 +253,7 @@ def test_phase_one_trains_new_proxies_and_eta_only_in_the_head():
 
 
 # ---------------------------------------------------------------------------- backbone hooks
-@pytest.mark.parametrize("name", ["small", "resnet32"])
+@pytest.mark.parametrize("name", ["small", "resnet32", "resnet32_podnet"])
 def test_stage_outputs_and_last_relu_removal(name):
     torch.manual_seed(4)
     plain = build_backbone(name, in_channels=1).eval()
@@ -254,12 +271,29 @@ def test_stage_outputs_and_last_relu_removal(name):
     assert isinstance(model, PODNetModel) and isinstance(model.head, LocalSimilarityClassifier)
 
 
+def test_one_epoch_on_lt_cil_podnet_resnet32(tmp_path):
+    ctx, method, trainer = make_trainer(model="resnet32_podnet")
+    trainer.begin_phase(ctx.scenario.tasks[0])
+    backbone = ctx.model.backbone
+    assert isinstance(backbone, ResNetCifar) and not any(block.relu_out for block in backbone.layers)
+    assert sum(isinstance(m, ZeroPadShortcut) for m in backbone.modules()) == 2
+    x = a_batch(ctx).x
+    ctx.model.eval()
+    stages, feature = backbone.forward_stages(x)
+    assert all((s < 0).any() for s in stages) and (feature < 0).any()     # no ReLU after any addition
+    settings = {**SETTINGS, "epochs": 1, "probes": []}
+    record = gradlab.run(method="podnet", model="resnet32_podnet", out=str(tmp_path / "r32p"), **settings)
+    assert record.summary["complete"] and record.accuracy_matrix().shape == (3, 3)
+    assert record.config.model == "resnet32_podnet"
+
+
 # ---------------------------------------------------------------------------- switches
 @pytest.mark.parametrize("args, field", [({"proxies": 0}, "proxies"), ({"proxies": 2.5}, "proxies"),
                                          ({"margin": -0.1}, "margin"), ({"margin": "big"}, "margin"),
                                          ({"lambda_c": -1}, "lambda_c"), ({"lambda_f": True}, "lambda_f"),
                                          ({"hinge": "yes"}, "hinge"), ({"freeze_old": 1}, "freeze_old"),
-                                         ({"lt_cil_nca": None}, "lt_cil_nca"), ({"scale": 2}, "scale")])
+                                         ({"lt_cil_nca": "yes"}, "lt_cil_nca"), ({"lt_cil_nca": 0}, "lt_cil_nca"),
+                                         ({"scale": 2}, "scale")])
 def test_bad_switches_are_rejected_by_name(args, field):
     with pytest.raises(ConfigError, match=field):
         build_method("podnet", RunConfig(method="podnet"), **args)

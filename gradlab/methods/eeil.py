@@ -1,30 +1,37 @@
 """EEIL: "End-to-End Incremental Learning" (Castro et al., ECCV 2018).
 
-As FACIL / LT-CIL (Liu et al., ECCV 2022) ``src/approach/eeil.py`` implement it. Phase 0 is plain CE.
-In phase t > 0:
+By default as the LT-CIL tables (Liu et al., ECCV 2022) ran it: FACIL's ``src/approach/eeil.py``, which
+LT-CIL reuses, with its command-line defaults. Phase 0 is plain CE. In phase t > 0:
 
 - stage a, the trainer's main training on D_t + memory:
-  L = CE(z_all, y) + lambda sum_{old task heads i} BCE(softmax(z_i / T), softmax(z^_i / T)), lambda = 1,
-  T = 2; z_i is head i's block of logits (its task's classes) and the BCE is element-wise between the two
-  probability vectors, averaged over the batch and the head's classes (torch's mean, as FACIL).
+  L = CE(z_all, y) + lambda sum_{distilled old task heads i} BCE(softmax(z_i / T), softmax(z^_i / T)),
+  lambda = 1, T = 2; z_i is head i's block of logits (its task's classes) and the BCE is element-wise
+  between the two probability vectors, averaged over the batch and the head's classes (torch's mean, as
+  FACIL). The teacher is the frozen model of the previous phase.
 - stage b, balanced fine-tuning (in ``after_task``, via :func:`gradlab.methods.stages.train_stage`):
-  the same loss distilling every old head (teacher: the model of the previous phase), all parameters,
-  SGD at lr = run lr x ``finetune_lr_factor`` with the run's momentum and weight decay, constant lr,
-  ``finetune_epochs`` epochs, on a class-balanced set (``balanced``):
-  ``per_class`` (default, the paper): the old classes' exemplars (herding prefix up to the per-class
-  budget) plus a random ``budget``-sized subset of each new class (classes with fewer images give all);
-  ``facil`` (FACIL / LT-CIL): the old exemplars plus a random subset of D_t of |M_old| images in total,
-  not balanced per class.
+  the same loss distilling every old head, all parameters, SGD at lr = run lr x ``finetune_lr_factor``
+  with the run's momentum and weight decay, constant lr, ``finetune_epochs`` epochs (default a quarter of
+  the run's epochs: 40 of 160, FACIL's default; its [80, 120] steps are never reached, hence constant), on
+  the set that ``balanced`` picks.
 
-Defaults: ``finetune_lr_factor`` 0.1 (the paper starts the fine-tuning at 0.01 when training starts at
-0.1; FACIL's script uses 0.01, i.e. lr 0.001), ``finetune_epochs`` = a quarter of the run's epochs (40 of
-160, FACIL's default; its [80, 120] steps are never reached, hence the constant lr).
-Reference-code quirk behind a switch: ``skip_last_old_head`` (FACIL / LT-CIL stage a distils heads
-0..t-2 only, so the latest old head is not distilled and phase 1 has no distillation; stage b distils all).
+The three switches, reference default first; where the default departs from the paper:
+
+- ``skip_last_old_head`` true (reference): stage a distils old heads 0..t-2 only, so the latest old head
+  is not distilled and phase 1 has no distillation at all (an off-by-one in the reference code; stage b
+  distils every old head either way). false (the paper): stage a distils every old head.
+- ``balanced``: ``facil`` (reference): the old exemplars plus a random subset of D_t of |M_old| images in
+  total, not balanced per class. ``per_class`` (the paper: as many images of every class): the old
+  classes' exemplars (herding prefix up to the per-class budget) plus a random ``budget``-sized subset of
+  each new class (a class with fewer images gives all it has).
+- ``finetune_lr_factor`` 0.01 (reference: FACIL's ``--lr-finetuning-factor`` default, lr 0.001 for a run
+  at 0.1). 0.1 gives the paper's fine-tuning lr (it starts at 0.01 when training starts at 0.1).
+
+So ``{skip_last_old_head: false, balanced: per_class, finetune_lr_factor: 0.1}`` (``PAPER_ARGS``) is the
+paper's recipe.
 Not reproduced: the optional gradient noise (off by default in FACIL) and the original's temporary
 distillation on new classes (not confirmed against the paper).
-Method args: ``lambda_kd``, ``temperature``, ``balanced`` (per_class | facil), ``finetune_epochs``,
-``finetune_lr_factor``, ``skip_last_old_head``.
+Method args: ``lambda_kd`` (1), ``temperature`` (2), ``balanced`` (facil | per_class), ``finetune_epochs``
+(null: a quarter of the run's epochs), ``finetune_lr_factor`` (0.01), ``skip_last_old_head`` (true).
 """
 from __future__ import annotations
 
@@ -36,7 +43,9 @@ from gradlab.methods.base import Method, register
 from gradlab.methods.stages import class_balanced_indices, stage_generator, train_stage
 from gradlab.methods.wa import check_bool, check_temperature
 
-BALANCED = ("per_class", "facil")
+BALANCED = ("facil", "per_class")
+#: The method args that switch the three reference-code defaults back to the paper's recipe.
+PAPER_ARGS = {"skip_last_old_head": False, "balanced": "per_class", "finetune_lr_factor": 0.1}
 
 
 def softmax_bce(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -49,13 +58,13 @@ def softmax_bce(student: torch.Tensor, teacher: torch.Tensor, temperature: float
 
 @register
 class EEIL(Method):
-    """EEIL (Castro et al., ECCV 2018): CE + per-head softmax-BCE distillation, then balanced fine-tuning."""
+    """EEIL (Castro et al., ECCV 2018): CE + per-head softmax-BCE KD, balanced fine-tuning; LT-CIL's defaults."""
 
     name = "eeil"
 
-    def __init__(self, cfg, lambda_kd: float = 1.0, temperature: float = 2.0, balanced: str = "per_class",
-                 finetune_epochs: int | None = None, finetune_lr_factor: float = 0.1,
-                 skip_last_old_head: bool = False):
+    def __init__(self, cfg, lambda_kd: float = 1.0, temperature: float = 2.0, balanced: str = "facil",
+                 finetune_epochs: int | None = None, finetune_lr_factor: float = 0.01,
+                 skip_last_old_head: bool = True):
         super().__init__(cfg)
         from gradlab.config import ConfigError
 

@@ -1,16 +1,27 @@
 """PODNet: "PODNet: Pooled Outputs Distillation for Small-Tasks Incremental Learning" (Douillard et al., ECCV 2020).
 
-As LT-CIL (Liu et al., ECCV 2022) ``src/approach/podnet.py`` implements it, the version the DGR paper
-compares with, under the LT-CIL / DGR training protocol.
+As LT-CIL (Liu et al., ECCV 2022) ``src/approach/podnet.py`` implements it, the version the LT-CIL and DGR
+tables report, under the LT-CIL / DGR training protocol.
 
 - network: the backbone without its last ReLU (from the base phase on, as LUCIR) and the local similarity
   classifier (:mod:`gradlab.models.lsc`): ``proxies`` K = 10 per class, cosine similarities s_{c,k},
   class score y^_c = sum_k softmax_k(s_c)_k s_{c,k}, logits z = eta y^ with one learnable eta (init 1,
-  shared by all tasks); one block of proxies per task, earlier blocks frozen (``freeze_old``).
-- classification loss on z, with margin delta = ``margin`` 0.6 (term ``nca``), the paper's NCA:
-  L = mean_b [ -log( exp(z_by - delta) / sum_{i != y} exp(z_bi) ) ]_+ :
-  the margin comes off the target logit only, the target is left out of the denominator, and each
-  sample's loss is hinged at 0 (``hinge``). Both reference codes subtract delta after eta, as here.
+  shared by all tasks); one block of proxies per task, earlier blocks frozen (``freeze_old``). LT-CIL
+  trains PODNet on its own ResNet-32 (no ReLU after the residual additions, zero-padding shortcuts):
+  ``model: resnet32_podnet`` (:func:`gradlab.models.resnet_cifar.resnet32_podnet`); ``model: auto`` keeps
+  the run's usual network.
+- classification loss on z (``lt_cil_nca``):
+  + true (the default for ``podnet`` and ``podnet-2stage``; term ``ce``): what LT-CIL trains with, plain
+    CE(eta y^, y). Its ``nca()`` subtracts the margin from every logit before an ordinary softmax
+    cross-entropy, so the margin cancels (PyCIL's PODNet also trains with CE). ``margin`` and ``hinge``
+    then have no effect. This departs from the paper.
+  + false (the paper's NCA; term ``nca``), with margin delta = ``margin`` 0.6:
+    L = mean_b [ -log( exp(z_by - delta) / sum_{i != y} exp(z_bi) ) ]_+ :
+    the margin comes off the target logit only, the target is left out of the denominator, and each
+    sample's loss is hinged at 0 (``hinge``); delta is subtracted after eta, as both reference codes do.
+  + null (the signature's default) picks the method's reference: true for ``podnet`` and
+    ``podnet-2stage`` (LT-CIL's), false for methods built on PODNet from another reference (the SIR
+    reconstruction, whose base is the original PODNet).
 - from phase 1 on, with N_seen the classes seen after this phase (old + new) and N_new this phase's:
   + lambda_f sqrt(N_seen / N_new) POD-flat    (term ``pod_flat``: mean_b 1 - cos(h_b, h_old_b) on the
     final embedding, the LUCIR less-forget term)
@@ -22,10 +33,6 @@ compares with, under the LT-CIL / DGR training protocol.
   stage and no imprinting of the new proxies: LT-CIL has none of them, so none is added here. New
   proxies ~ U(-1/sqrt(d), 1/sqrt(d)).
 
-Reference-code quirk behind a switch (it changes the numbers): ``lt_cil_nca`` - LT-CIL's ``nca()``
-subtracts the margin from every logit and then takes the ordinary softmax cross-entropy, so the margin
-cancels and the loss is plain CE(eta y^, y). The term is then called ``ce``.
-
 Probes: the LSC has no bias and one row per proxy, not per class. ``head.weight`` is a per-class view
 (class c's K proxies side by side) with the applied gradient on ``.grad``, so ``weight_norm`` and
 ``grad_applied`` are per class; ``bias_abs`` is skipped. The head's ``logit_row_gradients`` (the hook of
@@ -33,7 +40,7 @@ Probes: the LSC has no bias and one row per proxy, not per class. ``head.weight`
 j's proxies|| rather than the linear-head formula (dL/dz)^T F. The method itself does nothing for the probes.
 
 Method args: ``proxies`` (10), ``margin`` (0.6), ``lambda_c`` (3), ``lambda_f`` (1), ``hinge`` (true),
-``freeze_old`` (true), ``lt_cil_nca`` (false).
+``freeze_old`` (true), ``lt_cil_nca`` (null: true for podnet / podnet-2stage; false gives the paper's NCA).
 """
 from __future__ import annotations
 
@@ -50,6 +57,9 @@ from gradlab.methods.wa import check_bool
 from gradlab.models.factory import IncrementalNet
 from gradlab.models.lsc import LocalSimilarityClassifier
 from gradlab.models.resnet_cifar import ResNetCifar, SmallConvNet
+
+#: Methods whose reference is LT-CIL's code: ``lt_cil_nca`` defaults to true (plain CE) for them only.
+LT_CIL_METHODS = ("podnet", "podnet-2stage")
 
 
 # ---------------------------------------------------------------------------- losses
@@ -126,7 +136,7 @@ def drop_last_relu(backbone: nn.Module) -> nn.Module:
         if isinstance(backbone.body[last], nn.ReLU):
             backbone.body[last] = nn.Identity()
     else:
-        raise ConfigError(f"model: podnet needs a backbone with stage outputs (resnet32 or small), "
+        raise ConfigError(f"model: podnet needs a backbone with stage outputs (resnet32, resnet32_podnet or small), "
                           f"got {type(backbone).__name__}")
     return backbone
 
@@ -143,12 +153,12 @@ def _check_number(field: str, value, minimum: float = 0.0, strict: bool = False)
 
 @register
 class PODNet(Method):
-    """PODNet (Douillard et al., ECCV 2020): local similarity classifier + NCA, POD-spatial and POD-flat distillation."""
+    """PODNet (Douillard et al., ECCV 2020): local similarity classifier + CE as LT-CIL (or NCA), POD distillation."""
 
     name = "podnet"
 
     def __init__(self, cfg, proxies: int = 10, margin: float = 0.6, lambda_c: float = 3.0, lambda_f: float = 1.0,
-                 hinge: bool = True, freeze_old: bool = True, lt_cil_nca: bool = False):
+                 hinge: bool = True, freeze_old: bool = True, lt_cil_nca: bool | None = None):
         super().__init__(cfg)
         from gradlab.config import ConfigError
 
@@ -160,6 +170,8 @@ class PODNet(Method):
         self.lambda_f = _check_number("lambda_f", lambda_f)
         self.hinge = check_bool("hinge", hinge)
         self.freeze_old = check_bool("freeze_old", freeze_old)
+        if lt_cil_nca is None:
+            lt_cil_nca = self.name in LT_CIL_METHODS
         self.lt_cil_nca = check_bool("lt_cil_nca", lt_cil_nca)
         self.class_term = "ce" if self.lt_cil_nca else "nca"
         self.factor = 0.0

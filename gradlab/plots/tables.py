@@ -34,12 +34,13 @@ def _probe_terms(record) -> list[str]:
     return sorted(str(t) for t in pd.unique(probes["term"].astype(str)))
 
 
-# the classification loss whose row gradients Figure 2 shows: CE for most methods, NCA for PODNet and SIR
+# the classification loss whose row gradients Figure 2 shows: CE for most methods (PODNet too, as LT-CIL ran it),
+# NCA for SIR and for PODNet with lt_cil_nca false
 CLASSIFICATION_TERMS = ("grad_ce", "grad_nca")
 
 
 def classification_term(record) -> str:
-    """The probe term of the run's classification loss (``grad_ce``, or ``grad_nca`` for PODNet / SIR)."""
+    """The probe term of the run's classification loss (``grad_ce``, or ``grad_nca`` for SIR / PODNet with NCA)."""
     available = _probe_terms(record)
     for term in CLASSIFICATION_TERMS:
         if term in available:
