@@ -40,7 +40,8 @@ def _number(text: str) -> float:
 
 # flag -> (config field, type, help); every flag defaults to "not given" so the YAML can fill it
 RUN_FLAGS = {
-    "--scenario": ("scenario", str, "fashion_mnist | cifar100 | digits | synthetic"),
+    "--scenario": ("scenario", str, "fashion_mnist | cifar100 | imagenet_subset | food101 | imagenet1k | digits | "
+                   "synthetic"),
     "--method": ("method", str, "a registered method (see `gradlab info`)"),
     "--order": ("order", str, "lt (iCaRL-shuffled) | ltio (ordered) | conv (balanced) | seeded"),
     "--imbalance": ("imbalance", _number, "rho = n_max / n_min (1 = balanced; default 100, conv: 1)"),
@@ -49,12 +50,15 @@ RUN_FLAGS = {
     "--split": ("split", str, "custom | lfs | lfh"),
     "--base": ("base", int, "classes in the base task (default: even split)"),
     "--tasks": ("tasks", int, "tasks in all, base task included"),
-    "--val-fraction": ("val_fraction", float, "per-class validation hold-out (paper: 0.1)"),
+    "--val-fraction": ("val_fraction", float, "per-class validation hold-out (default: the source's official, "
+                       "cifar100 0.1, others 0)"),
+    "--holdout": ("holdout", str, "official (the DGR loaders' draw, quirk included) | stratified"),
     "--memory": ("memory", int, "exemplars per class"),
     "--memory-total": ("memory_total", int, "fixed total exemplar budget instead"),
     "--selection": ("selection", str, "herding | random"),
-    "--model": ("model", str, "auto | resnet32 | small"),
-    "--augment": ("augment", str, "auto | crop_flip | resized_crop | none"),
+    "--model": ("model", str, "auto | resnet32 | resnet32_podnet (LT-CIL's PODNet ResNet-32) | resnet18 | small"),
+    "--augment": ("augment", str, "auto (the source's official: cifar100 resized_crop, others crop_flip) | crop_flip | "
+                 "resized_crop | none"),
     "--epochs": ("epochs", int, "epochs per phase (LR steps at 50%% and 75%%)"),
     "--batch-size": ("batch_size", int, "mini-batch size"),
     "--lr": ("lr", float, "initial learning rate"),
@@ -65,6 +69,7 @@ RUN_FLAGS = {
     "--seed": ("seed", int, "fixes data order, augmentation and initial weights"),
     "--device": ("device", str, "auto | cpu | cuda"),
     "--precision": ("precision", str, "fp32 | bf16 (autocast)"),
+    "--workers": ("workers", int, "DataLoader workers for image-file sources (imagenet_subset, food101, imagenet1k)"),
     "--channels-last": ("channels_last", _bool, "NHWC layout for the convolutions (faster on CPU with bf16)"),
     "--out": ("out", str, "run folder (default runs/<settings>)"),
     "--data-root": ("data_root", str, "folder holding the datasets (cifar100: DATA_ROOT/cifar-100-python; fashion_mnist: the IDX files)"),
@@ -143,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(data, "accepted as in `run`; it does not change the data")
     data.add_argument("--csv", default=None, metavar="FILE",
                       help="also write one row per class: class, original_label, task, train/val/test counts")
+    data.add_argument("--write-lists", default=None, metavar="DIR",
+                      help="image-file sources: write DIR/train.txt and DIR/test.txt ('<path> <label>', the whole "
+                           "source, e.g. the ImageNetSubset) and DIR/train_<order>.txt (the long-tailed training "
+                           "images before the hold-out), labels as in the source")
     sub.add_parser("info", help="list scenarios, orders, presets and methods")
     return parser
 
@@ -165,9 +174,11 @@ def command_data(ns: argparse.Namespace) -> int:
     from gradlab.data.sources import check_source
     from gradlab.records import atomic_write
 
-    cfg = _run_config(ns, ("csv",))
+    cfg = _run_config(ns, ("csv", "write_lists"))
     if ns.csv and not Path(ns.csv).absolute().parent.is_dir():
         raise ConfigError(f"--csv: folder {str(Path(ns.csv).absolute().parent)!r} does not exist")
+    if ns.write_lists and not Path(ns.write_lists).is_dir():
+        raise ConfigError(f"--write-lists: folder {ns.write_lists!r} does not exist")
     check_source(cfg.scenario, cfg.data_root, cfg.download)
     try:
         scenario = Scenario.from_config(cfg)
@@ -188,7 +199,31 @@ def command_data(ns: argparse.Namespace) -> int:
         path = Path(ns.csv)
         atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
         print(f"\nwritten: {path}")
+    if ns.write_lists:
+        for path in write_scenario_lists(scenario, Path(ns.write_lists)):
+            print(f"written: {path}")
     return 0
+
+
+def write_scenario_lists(scenario, folder: Path) -> list[Path]:
+    """train.txt / test.txt of the whole source and train_<order>.txt of the long-tailed training set."""
+    from gradlab.data.sources.files import FileImageSet, write_list
+
+    source = scenario.source
+    if not isinstance(source.train, FileImageSet):
+        raise ConfigError(f"--write-lists: {source.name!r} is not a source of image files; allowed for "
+                          "imagenet_subset, food101, imagenet1k")
+    import numpy as np
+
+    kept = np.sort(np.concatenate([scenario.train.ids, scenario.val.ids]))
+    lists = {"train.txt": (source.train, np.arange(len(source.train))),
+             "test.txt": (source.test, np.arange(len(source.test))),
+             f"train_{scenario.order}.txt": (source.train, kept)}
+    written = []
+    for name, (image_set, ids) in lists.items():
+        write_list(folder / name, image_set.paths[ids], image_set.labels[ids])
+        written.append(folder / name)
+    return written
 
 
 def command_run(ns: argparse.Namespace) -> int:

@@ -68,7 +68,7 @@ def figures_readme(plans, records, tables, rows, quick: bool, timing: dict) -> s
                   "|---" * (len(SETTING_COLUMNS) + 5) + "|"]
         for key, runs in plan.items():
             cfg = next(iter(runs.values()))
-            values = cfg.to_dict()
+            values = dict(cfg.to_dict(), val_fraction=cfg.holdout_fraction)
             aia = Stat.of(records[(name, key, seed)].summary.get("average_incremental_accuracy") for seed in runs)
             cells = [_label(key), cfg.method, json.dumps(cfg.method_args) if cfg.method_args else "",
                      *("" if values[c] is None else str(values[c]) for c in SETTING_COLUMNS),

@@ -15,6 +15,8 @@ import gradlab
 from gradlab.config import ConfigError, RunConfig
 from gradlab.context import Context
 from gradlab.data.device_data import DeviceImages
+from gradlab.data.file_data import FileImages
+from gradlab.data.sources.files import FileImageSet
 from gradlab.data.scenario import Scenario
 from gradlab.data.sources import DataError, check_source
 from gradlab.memory import ExemplarMemory
@@ -60,18 +62,22 @@ def build_context(cfg: RunConfig, scenario: Scenario, method) -> Context:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
         model.register_forward_pre_hook(_to_channels_last)
-    augment = cfg.augment
-    if augment == "auto":
-        augment = "crop_flip"
-    src = scenario.source
-    train_data = DeviceImages(scenario.train.images, scenario.train.labels, src.mean, src.std, device,
-                              augment=augment, pad=src.pad, flip=src.flip)
-    test_data = DeviceImages(scenario.test.images, scenario.test.labels, src.mean, src.std, device, augment="none")
-    val_data = (DeviceImages(scenario.val.images, scenario.val.labels, src.mean, src.std, device, augment="none")
-                if len(scenario.val.labels) else None)
+    train_data = image_data(cfg, scenario.train, scenario.source, device, cfg.augmentation)
+    test_data = image_data(cfg, scenario.test, scenario.source, device, "none")
+    val_data = image_data(cfg, scenario.val, scenario.source, device, "none") if len(scenario.val) else None
     memory = ExemplarMemory(per_class=cfg.memory, total=cfg.memory_total, selection=cfg.selection, seed=cfg.seed)
     return Context(cfg=cfg, scenario=scenario, model=model, memory=memory, device=device,
                    train_data=train_data, test_data=test_data, val_data=val_data)
+
+
+def image_data(cfg: RunConfig, split, source, device, augment: str):
+    """Small images: one uint8 tensor on the device; image files: a DataLoader pipeline with workers."""
+    if isinstance(split.image_set, FileImageSet):
+        return FileImages(split.image_set.paths[split.ids], split.labels, source.mean, source.std, device,
+                          augment=augment, flip=source.flip, size=source.image_shape[0], workers=cfg.workers,
+                          progress=cfg.progress)
+    return DeviceImages(split.images, split.labels, source.mean, source.std, device, augment=augment,
+                        pad=source.pad, flip=source.flip)
 
 
 def _to_channels_last(module, args):
@@ -85,7 +91,7 @@ def check_validation_split(cfg: RunConfig, scenario: Scenario) -> None:
         return
     empty = [task.index for task in scenario.tasks if scenario.val_counts[task.classes].sum() == 0]
     if empty:
-        raise ConfigError(f"val_fraction: {cfg.val_fraction} leaves task(s) {empty} without validation images, "
+        raise ConfigError(f"val_fraction: {cfg.holdout_fraction} leaves task(s) {empty} without validation images, "
                           "which lr_schedule 'patience' needs; raise val_fraction or use lr_schedule 'step'")
 
 

@@ -41,3 +41,26 @@ def test_output_piped_into_head_ends_quietly():
     result = subprocess.run(f"{sys.executable} -m gradlab.cli data --scenario digits --tasks 3 | head -n 1",
                             shell=True, capture_output=True, text=True, check=False)
     assert result.stdout.startswith("Scenario(digits") and "Traceback" not in result.stderr
+
+
+def test_data_paper_preset_gives_the_official_cifar100_lt_counts(fake_cifar_root, tmp_path, capsys):
+    """The official loader keeps 9 755 training images for lt LFS and 9 754 for ltio LFS (checked image for
+    image by benchmarks/official_split.py); `gradlab data --preset paper` reports the same, class by class."""
+    from test_profiles import CIFAR100_LT, CIFAR100_LT_AFTER_VAL
+
+    tables = {}
+    for order in ("lt", "ltio"):
+        csv = tmp_path / f"{order}.csv"
+        assert main(["data", "--scenario", "cifar100", "--data-root", str(fake_cifar_root), "--preset", "paper",
+                     "--split", "lfs", "--order", order, "--csv", str(csv)]) == 0
+        tables[order] = table = pd.read_csv(csv)
+        assert table.task.tolist() == [0] * 5 + list(np.repeat(np.arange(1, 20), 5))
+        assert (table.train_count + table.val_count == np.array(CIFAR100_LT)[table.original_label]).all()
+        assert (table.test_count == 100).all()
+    out = capsys.readouterr().out
+    assert "total: train 9755," in out and "total: train 9754," in out
+    lt, ltio = tables["lt"], tables["ltio"]
+    differ = lt[lt.train_count != np.array(CIFAR100_LT_AFTER_VAL)[lt.original_label]]
+    assert differ[["original_label", "train_count"]].values.tolist() == [[14, 233], [2, 408], [0, 449]]
+    differ = ltio[ltio.train_count != np.array(CIFAR100_LT_AFTER_VAL)[ltio.original_label]]
+    assert differ[["original_label", "train_count", "val_count"]].values.tolist() == [[95, 1, 5]]

@@ -76,3 +76,20 @@ def test_resized_crop_of_a_constant_image_keeps_the_constant_inside():
 def test_unknown_augmentation():
     with pytest.raises(ValueError, match="augment"):
         identity_data(*make_images(), augment="mixup")
+
+
+def test_batched_crop_boxes_follow_torchvisions_statistics():
+    """The batched RandomResizedCrop draws its boxes as torchvision's get_params does (on the 40x40 padded image)."""
+    from torchvision.transforms import RandomResizedCrop
+
+    from gradlab.data.device_data import batch_crop_boxes
+
+    top, left, h, w = (t.numpy() for t in batch_crop_boxes(4000, 40, 40, torch.Generator().manual_seed(0)))
+    assert (top + h <= 40).all() and (left + w <= 40).all() and (top >= 0).all() and (left >= 0).all()
+    torch.manual_seed(0)
+    ref = np.array([RandomResizedCrop.get_params(torch.zeros(3, 40, 40), [0.08, 1.0], [3 / 4, 4 / 3])
+                    for _ in range(4000)], dtype=float)
+    for ours, theirs in ((h * w / 1600, ref[:, 2] * ref[:, 3] / 1600), (np.log(w / h), np.log(ref[:, 3] / ref[:, 2])),
+                         (top, ref[:, 0])):
+        assert abs(ours.mean() - theirs.mean()) < 0.03 * max(1.0, abs(theirs.mean()))
+        assert abs(ours.std() - theirs.std()) < 0.03 * max(1.0, theirs.std())

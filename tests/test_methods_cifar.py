@@ -14,7 +14,9 @@ import gradlab
 from gradlab.cli import main
 from gradlab.methods import METHODS, list_methods
 
+# 12 -> 3 images per class: the official hold-out's quirk would empty some classes, hence the stratified one
 CIFAR_LT = dict(scenario="cifar100", order="lt", imbalance=4, max_per_class=12, base=50, tasks=3, memory=2,
+                holdout="stratified",
                 model="small", epochs=1, batch_size=64, progress=False, checkpoints=False, probes=[])
 # the extra stages, shortened (their defaults: BiC 200 epochs, LWS 30, EEIL fine-tuning 40)
 SHORT_STAGES = {"bic": {"bias_epochs": 2}, "eeil": {"finetune_epochs": 1},
@@ -31,9 +33,12 @@ def test_every_method_runs_end_to_end_on_cifar100_lt_files(method, tmp_path, fak
                          out=str(tmp_path / method), **CIFAR_LT)
     s = record.summary
     assert s["complete"] and s["method"] == method and s["task_sizes"] == [50, 25, 25]
-    # CIFAR-100-LT: exp profile over the iCaRL order, head class first (68), 12 -> 3 images
+    # CIFAR-100-LT: exp profile over the iCaRL order, head class first (68), 12 -> 3 images, of which the
+    # 10 % hold-out (the cifar100 default fraction) moves some to validation
     classes = record.classes
-    assert classes.original_label.iloc[0] == 68 and classes.train_count.max() == 12 and classes.train_count.min() == 3
+    kept = classes.train_count + classes.val_count
+    assert classes.original_label.iloc[0] == 68 and kept.max() == 12 and kept.min() == 3
+    assert classes.val_count.sum() > 0 and record.config.val_fraction is None and record.config.holdout_fraction == 0.1
     assert np.isfinite(record.class_accuracy_matrix()[-1]).all()          # every class evaluated at the end
     assert record.accuracy_matrix().shape == (3, 3)
     assert 0 <= s["final_accuracy"] <= 1 and 0 <= s["average_incremental_accuracy"] <= 1
@@ -47,6 +52,7 @@ def test_cli_runs_a_baseline_on_cifar100_lt_files(tmp_path, fake_cifar_root, cap
     args = ["run", "--scenario", "cifar100", "--data-root", str(fake_cifar_root), "--method", "wa",
             "--order", "lt", "--imbalance", "4", "--max-per-class", "12", "--base", "50", "--tasks", "3",
             "--memory", "2", "--model", "small", "--epochs", "1", "--checkpoints", "false", "--probes", "",
+            "--val-fraction", "0",
             "--method-arg", "clip=false", "--out", str(out), "--quiet"]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from gradlab.data.profiles import class_order, holdout_counts, long_tail_counts, task_sizes
+from gradlab.data.holdout import holdout_counts
+from gradlab.data.profiles import class_order, long_tail_counts, task_sizes
 
 # specs/dgr.md §1.3: CIFAR-100-LT (rho = 100) counts by ORIGINAL label
 CIFAR100_LT = [int(v) for v in """500 477 455 434 415 396 378 361 344 328 314 299 286 273 260 248 237 226 216 206

@@ -131,7 +131,7 @@ def test_cli_run_and_info(tmp_path, capsys):
 def test_cifar_run_on_fake_files(tmp_path, fake_cifar_root):
     record = gradlab.run(scenario="cifar100", data_root=str(fake_cifar_root), base=50, tasks=2,
                          max_per_class=20, imbalance=10, model="small", epochs=1, memory=2, progress=False,
-                         checkpoints=False, out=str(tmp_path / "cifar"))
+                         checkpoints=False, val_fraction=0.0, out=str(tmp_path / "cifar"))
     assert record.summary["task_sizes"] == [50, 50]
     assert record.classes.train_count.max() == 20 and record.classes.original_label.iloc[0] == 68
 

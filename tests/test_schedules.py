@@ -63,9 +63,11 @@ def test_bad_schedule_settings_name_the_field(values, field):
 
 def test_a_task_without_validation_images_fails_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
-    # digits, rho 10: 0.5 % holds out one image of the head class (task 1) and none elsewhere
+    # digits, rho 10, stratified: 0.5 % holds out one image of the head class (task 1) and none elsewhere
+    # (the official draw would take image 0 of every task where a class rounds to 0)
     with pytest.raises(ConfigError, match=r"val_fraction: 0.005 leaves task\(s\) \[0, 2\] without validation"):
-        gradlab.run(**DIGITS, epochs=2, val_fraction=0.005, lr_schedule="patience", out=str(out))
+        gradlab.run(**DIGITS, epochs=2, val_fraction=0.005, holdout="stratified", lr_schedule="patience",
+                    out=str(out))
     assert not out.exists()
 
 

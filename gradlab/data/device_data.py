@@ -109,20 +109,7 @@ class DeviceImages:
         p = self.pad
         x = self.normalise(F.pad(x, (p, p, p, p)) if p else x)   # black padding, as Pad(4) on the image
         size_h, size_w = h + 2 * p, w + 2 * p
-        area = size_h * size_w
-        target = area * (0.08 + (1.0 - 0.08) * torch.rand(n, attempts, generator=generator))
-        log_lo, log_hi = math.log(3 / 4), math.log(4 / 3)
-        ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(n, attempts, generator=generator))
-        cw = torch.round(torch.sqrt(target * ratio))
-        ch = torch.round(torch.sqrt(target / ratio))
-        ok = (cw > 0) & (cw <= size_w) & (ch > 0) & (ch <= size_h)
-        first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1))
-        pick = first.clamp(min=0)
-        cw = torch.where(first >= 0, cw[torch.arange(n), pick], torch.full((n,), float(size_w)))
-        ch = torch.where(first >= 0, ch[torch.arange(n), pick], torch.full((n,), float(size_h)))
-        u_top, u_left = torch.rand(n, generator=generator), torch.rand(n, generator=generator)
-        top = torch.floor(u_top * (size_h - ch + 1))
-        left = torch.floor(u_left * (size_w - cw + 1))
+        top, left, ch, cw = batch_crop_boxes(n, size_h, size_w, generator, attempts)
         flipped = self._flips(n, generator)
         # output pixel i samples source coordinate left + (i + 0.5) * cw / w - 0.5 (pixel units)
         grid_x = left[:, None] + (torch.arange(w) + 0.5)[None] * (cw / w)[:, None]
@@ -132,3 +119,23 @@ class DeviceImages:
         gy = (2 * grid_y / size_h - 1)[:, :, None].expand(n, h, w)
         grid = torch.stack([gx, gy], dim=-1).to(x.device, torch.float32)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def batch_crop_boxes(n: int, size_h: int, size_w: int, generator: torch.Generator, attempts: int = 10):
+    """(top, left, h, w) float tensors of ``n`` RandomResizedCrop boxes, torchvision's sampling (scale 0.08-1,
+    ratio 3/4-4/3, the first of ``attempts`` tries that fits, else the whole image), drawn for the batch at once."""
+    area = size_h * size_w
+    target = area * (0.08 + (1.0 - 0.08) * torch.rand(n, attempts, generator=generator))
+    log_lo, log_hi = math.log(3 / 4), math.log(4 / 3)
+    ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(n, attempts, generator=generator))
+    cw = torch.round(torch.sqrt(target * ratio))
+    ch = torch.round(torch.sqrt(target / ratio))
+    ok = (cw > 0) & (cw <= size_w) & (ch > 0) & (ch <= size_h)
+    first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1))
+    pick = first.clamp(min=0)
+    cw = torch.where(first >= 0, cw[torch.arange(n), pick], torch.full((n,), float(size_w)))
+    ch = torch.where(first >= 0, ch[torch.arange(n), pick], torch.full((n,), float(size_h)))
+    u_top, u_left = torch.rand(n, generator=generator), torch.rand(n, generator=generator)
+    top = torch.floor(u_top * (size_h - ch + 1))
+    left = torch.floor(u_left * (size_w - cw + 1))
+    return top, left, ch, cw

@@ -79,11 +79,3 @@ def task_sizes(num_classes: int, tasks: int, base: int | None = None) -> list[in
     for i in range(rest % (tasks - 1)):
         sizes[1 + i] += 1
     return sizes
-
-
-def holdout_counts(counts: np.ndarray, fraction: float) -> np.ndarray:
-    """Validation images taken out of each class: ``round(fraction * n)``, half to even like numpy.
-
-    With 0.1 this reproduces the official post-split training counts (n=5 keeps all 5, n=15 gives 2).
-    """
-    return np.round(fraction * np.asarray(counts, dtype=np.float64)).astype(np.int64)

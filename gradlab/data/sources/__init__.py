@@ -9,6 +9,9 @@ knows its files and formats only; long-tail counts, class orders and splits live
 |---|---|---|
 | ``fashion_mnist`` | :mod:`~gradlab.data.sources.fashion_mnist` | real, 28x28 grey, 10 classes (IDX files) |
 | ``cifar100`` | :mod:`~gradlab.data.sources.cifar` | real, 32x32 RGB, 100 classes (python pickles) |
+| ``imagenet_subset`` | :mod:`~gradlab.data.sources.imagenet` | real, JPEG files, 100 ILSVRC-2012 classes |
+| ``food101`` | :mod:`~gradlab.data.sources.food101` | real, JPEG files, 101 classes |
+| ``imagenet1k`` | :mod:`~gradlab.data.sources.imagenet` | real, JPEG files, 1 000 classes |
 | ``digits`` | :mod:`~gradlab.data.sources.generated` | real, scikit-learn's 8x8 digits, 10 classes |
 | ``synthetic`` | :mod:`~gradlab.data.sources.generated` | generated 32x32 RGB, 100 classes (not real data) |
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Callable, NamedTuple
 
-from gradlab.data.sources import cifar, fashion_mnist, generated
+from gradlab.data.sources import cifar, fashion_mnist, food101, generated, imagenet
 from gradlab.data.sources.base import ArrayImageSet, DataError, ImageSet, Source, SourceInfo
 from gradlab.data.sources.cifar import CIFAR_FOLDER, CIFAR_LAYOUT
 from gradlab.data.sources.generated import (DIGITS_TEST_PER_CLASS, SYNTH_CLASSES, SYNTH_SEED, SYNTHETIC_MEAN,
@@ -37,6 +40,9 @@ class _Entry(NamedTuple):
 REGISTRY: dict[str, _Entry] = {
     "fashion_mnist": _Entry(fashion_mnist.INFO, fashion_mnist.load, fashion_mnist.check),
     "cifar100": _Entry(cifar.INFO, cifar.load, cifar.check),
+    "imagenet_subset": _Entry(imagenet.SUBSET_INFO, imagenet.load_subset, imagenet.check_subset),
+    "food101": _Entry(food101.INFO, food101.load, food101.check),
+    "imagenet1k": _Entry(imagenet.FULL_INFO, imagenet.load_imagenet1k, imagenet.check_imagenet1k),
     "digits": _Entry(generated.DIGITS_INFO, generated.load_digits),
     "synthetic": _Entry(generated.SYNTHETIC_INFO, generated.load_synthetic),
 }

@@ -74,6 +74,15 @@ class Source:
     std: tuple[float, ...]
     flip: bool  # horizontal flip is a valid augmentation
     pad: int  # padding for random-crop augmentation
+    # how the long tail is cut (see gradlab.data.scenario): "label" = counts follow the ORIGINAL label and a
+    # seed-0 draw picks the images (CIFAR-100-LT); "position" = counts follow the position in the class
+    # order, the first n images in file order are kept (ImageNetSubset-LT)
+    counts_by: str = "label"
+    # class order of the lt / ltio / conv protocols: "icarl" (the fixed seed-1993 permutation) or "seeded"
+    # (shuffled with the run seed, as the official code does for sources without a fixed order)
+    class_order: str = "icarl"
+    ltio_identity: bool = True  # ltio learns classes in label order (CIFAR) or in the icarl order (ImageNetSubset)
+    holdout_quirk: bool = True  # the in-memory loaders' index-0 quirk (gradlab.data.holdout)
 
 
 @dataclass(frozen=True)
@@ -86,5 +95,9 @@ class SourceInfo:
     needs_root: bool
     description: str
     layout: str  # expected on-disk layout ("" if none)
+    val_fraction: float = 0.0     # the official per-class validation hold-out (0.1 where the DGR code has one)
+    augment: str = "crop_flip"    # the official training augmentation (what ``augment: auto`` picks)
+    model: str = "resnet32"       # what ``model: auto`` picks
+    image_files: bool = False     # images are files read batch by batch (gradlab.data.file_data), not arrays
 
 

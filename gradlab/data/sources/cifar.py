@@ -18,7 +18,7 @@ CIFAR_LAYOUT = (
 INFO = SourceInfo(
     "cifar100", 100, (32, 32, 3), True,
     "CIFAR-100: 50 000 train / 10 000 test 32x32 RGB images, 100 classes (500 / 100 per class).",
-    CIFAR_LAYOUT)
+    CIFAR_LAYOUT, val_fraction=0.1, augment="resized_crop")
 
 
 def check(root, download: bool) -> None:

@@ -46,7 +46,8 @@ INFO = SourceInfo(
     "Fashion-MNIST: 60 000 train / 10 000 test 28x28 grey images of clothing, 10 classes "
     "(6 000 / 1 000 per class); real data, offline through Debian's dataset-fashion-mnist package.",
     "four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-    "t10k-labels-idx1-ubyte; .gz or not) in <root>, <root>/FashionMNIST/raw or " + str(DEBIAN_FOLDER))
+    "t10k-labels-idx1-ubyte; .gz or not) in <root>, <root>/FashionMNIST/raw or " + str(DEBIAN_FOLDER),
+    model="small")
 
 
 # ---------------------------------------------------------------------------------------------- IDX

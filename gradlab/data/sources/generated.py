@@ -11,7 +11,7 @@ DIGITS_INFO = SourceInfo(
     "digits", 10, (8, 8, 1), False,
     "scikit-learn's handwritten digits (1 797 8x8 grey images, 10 classes), shipped offline; "
     "50 test images per class, the rest for training.",
-    "")
+    "", model="small")
 SYNTHETIC_INFO = SourceInfo(
     "synthetic", 100, (32, 32, 3), False,
     "Generated 32x32 RGB images, 100 confusable classes (500 train / 100 test per class), rendered "
