@@ -1,4 +1,4 @@
-"""Baselines, part C: the LT-CIL two-stage LWS wrapper (specs/baselines.md §3.8) and SIR, a reconstruction
+"""Baselines, part C: the LT-CIL two-stage LWS wrapper (docs/methods/lws-two-stage.md) and SIR, a reconstruction
 from the abstract (§2.4). Small offline digits runs; every distinctive piece is checked against an
 independent computation."""
 import math

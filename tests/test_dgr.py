@@ -1,4 +1,4 @@
-"""DGR + DAKD checked against independent computations (specs/dgr.md §4-5)."""
+"""DGR + DAKD checked against independent computations (docs/methods/dgr.md)."""
 import math
 
 import numpy as np
@@ -158,7 +158,7 @@ def test_dakd_is_plain_kd_when_every_old_class_lost_the_same():
 
 
 def test_dakd_hand_computed():
-    """specs/dgr.md §5 written out with numpy for one sample."""
+    """DAKD (docs/methods/dgr.md) written out with numpy for one sample."""
     zs, zt = np.array([[1.0, -0.5, 2.0]]), np.array([[0.5, 0.0, 1.0]])
     k = np.array([0.0, 12.0, 290.0])
     p = (k + 0.001) / (k + 0.001).sum()

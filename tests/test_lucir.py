@@ -1,4 +1,4 @@
-"""LUCIR (specs/baselines.md §1): cosine head, less-forget weight, margin ranking, imprinting, frozen old rows.
+"""LUCIR (docs/methods/lucir.md): cosine head, less-forget weight, margin ranking, imprinting, frozen old rows.
 
 Small offline digits runs; every distinctive piece is checked against an independent computation.
 """

@@ -1,11 +1,11 @@
-"""Long-tail counts, class orders and task splits against the numbers in specs/dgr.md §1.2-1.3."""
+"""Long-tail counts, class orders and task splits against the numbers of the official protocol (docs/protocols/cifar100_lt.md)."""
 import numpy as np
 import pytest
 
 from gradlab.data.holdout import holdout_counts
 from gradlab.data.profiles import class_order, long_tail_counts, task_sizes
 
-# specs/dgr.md §1.3: CIFAR-100-LT (rho = 100) counts by ORIGINAL label
+# docs/protocols/cifar100_lt.md: CIFAR-100-LT (rho = 100) counts by ORIGINAL label
 CIFAR100_LT = [int(v) for v in """500 477 455 434 415 396 378 361 344 328 314 299 286 273 260 248 237 226 216 206
 197 188 179 171 163 156 149 142 135 129 123 118 112 107 102 98 93 89 85 81 77 74 70 67 64 61 58 56 53 51 48 46
 44 42 40 38 36 35 33 32 30 29 27 26 25 24 23 22 21 20 19 18 17 16 15 15 14 13 13 12 12 11 11 10 10 9 9 8 8 7 7 7

@@ -1,4 +1,4 @@
-"""Learning-rate schedules: the step schedule and LT-CIL iCaRL's patience scheme (specs/baselines.md §3.3)."""
+"""Learning-rate schedules: the step schedule and LT-CIL iCaRL's patience scheme (docs/methods/icarl.md)."""
 import numpy as np
 import pytest
 import torch
