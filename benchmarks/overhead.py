@@ -1,7 +1,8 @@
 """Probe and DGR overhead, measured side by side in one run.
 
-Prints two ratios of epoch times (median and min over rounds) (phase 1, with a teacher, memory + new data):
+Prints ratios of epoch times (median and min over rounds) (phase 1, with a teacher, memory + new data):
   probes on / probes off   (CE; goal <= 1.03)
+  guard on / guard off     (CE; the divergence guard every run has; goal <= 1.01)
   DGR / CE                 (both with probes off; DGR adds the teacher forward, DAKD and the FC rewrite)
 On CPU it also times the probes from inside (a stopwatch around every probe event), which is exact
 where end-to-end timings carry a few per cent of noise. Configurations are interleaved round by round, in a rotating order, so that drift in machine speed hits
@@ -21,6 +22,7 @@ import torch
 
 from gradlab.config import RunConfig
 from gradlab.data.scenario import Scenario
+from gradlab.divergence import DivergenceGuard
 from gradlab.methods import build_method
 from gradlab.probes import PROBES, ProbeLog, build_probes
 from gradlab.runner import build_context
@@ -44,11 +46,12 @@ class Stopwatch:
         return timed
 
 
-def phase_one_trainer(cfg: RunConfig, scenario: Scenario, probes: bool) -> Trainer:
+def phase_one_trainer(cfg: RunConfig, scenario: Scenario, probes: bool, guard: bool = False) -> Trainer:
     """A trainer positioned at the start of phase 1 (base head grown, memory filled, teacher frozen)."""
     method = build_method(cfg.method, cfg)
     ctx = build_context(cfg, scenario, method)
     callbacks = [Stopwatch(p) for p in build_probes(list(PROBES) if probes else [], ProbeLog())]
+    callbacks += [Stopwatch(DivergenceGuard())] if guard else []
     trainer = Trainer(ctx, method, callbacks)
     method.ctx = ctx
     ctx.correct = np.full((scenario.num_tasks, scenario.num_classes), np.nan)
@@ -88,14 +91,15 @@ def main() -> None:
         "ce, probes on": (RunConfig(method="ce", **base).validate(), True),
         "ce, probes off (2)": (RunConfig(method="ce", **base).validate(), False),
         "dgr, probes off": (RunConfig(method="dgr", **base).validate(), False),
+        "ce, guard on": (RunConfig(method="ce", **base).validate(), False),
     }
     trainers = {}
     for name, (cfg, probes) in configs.items():
         torch.manual_seed(0)
-        trainers[name] = phase_one_trainer(cfg, scenario, probes)
+        trainers[name] = phase_one_trainer(cfg, scenario, probes, guard=name == "ce, guard on")
         timed_epoch(trainers[name], 0)   # warm-up epoch, not counted
-    on = trainers["ce, probes on"]
-    for watch in on.callbacks:
+    on, guarded = trainers["ce, probes on"], trainers["ce, guard on"]
+    for watch in on.callbacks + guarded.callbacks:
         watch.seconds = 0.0
     times = {name: [] for name in configs}
     steps = {}
@@ -115,12 +119,17 @@ def main() -> None:
         base = stat(off)
         print(f"[{label:6s}] ratio probes on / off (CE): {stat(times['ce, probes on']) / base:.3f}   (goal <= 1.03)   "
               f"DGR / CE step time: {stat(times['dgr, probes off']) / base:.3f}   "
-              f"noise floor (twin / twin): {stat(times['ce, probes off (2)']) / stat(times['ce, probes off']):.3f}")
+              f"noise floor (twin / twin): {stat(times['ce, probes off (2)']) / stat(times['ce, probes off']):.3f}   "
+              f"guard on / off (CE): {stat(times['ce, guard on']) / base:.3f}   (goal <= 1.01)")
     if device.type == "cpu":   # in-situ: time inside the probes / the rest of the probes-on epochs
         inside = sum(watch.seconds for watch in on.callbacks)
         total = sum(times["ce, probes on"])
         print(f"[in-situ] time inside probe events: {inside:.3f} s of {total:.1f} s -> "
               f"ratio probes on / off (CE): {total / (total - inside):.4f}   (goal <= 1.03)")
+        inside = sum(watch.seconds for watch in guarded.callbacks)
+        total = sum(times["ce, guard on"])
+        print(f"[in-situ] time inside the divergence guard: {inside:.4f} s of {total:.1f} s -> "
+              f"ratio guard on / off (CE): {total / (total - inside):.4f}   (goal <= 1.01)")
 
 
 if __name__ == "__main__":

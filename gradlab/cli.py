@@ -99,8 +99,15 @@ def _run_config(ns: argparse.Namespace, not_settings: tuple) -> RunConfig:
     return RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (the usage block is what ``--help`` is for)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradlab", description="Imbalanced class-incremental learning you can see.")
+    parser = _Parser(prog="gradlab", description="Imbalanced class-incremental learning you can see.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train one class-incremental run and write its record folder")
     _add_run_flags(run, "a method-specific setting (repeatable)")
@@ -164,7 +171,14 @@ def _method_args(pairs: list[str]) -> dict:
         if "=" not in pair:
             raise ConfigError(f"--method-arg expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
-        args[key] = yaml.safe_load(value)
+        if not key.strip():
+            raise ConfigError(f"--method-arg expects KEY=VALUE with a non-empty KEY, got {pair!r}")
+        try:
+            args[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = " ".join(str(getattr(err, "problem", None) or "invalid YAML").split())
+            raise ConfigError(f"--method-arg {key}: {value!r} is not a plain YAML value ({problem}); "
+                              "use numbers, true/false, strings or [lists]") from None
     return args
 
 
@@ -296,17 +310,43 @@ def command_info() -> int:
     return 0
 
 
+def _warnings_as_lines() -> None:
+    """gradlab's own warnings as one line on stderr ("gradlab: warning: ..."), not Python's two-line form
+    (call inside ``warnings.catch_warnings()``, which restores the default)."""
+    import warnings
+
+    from gradlab.config import SettingWarning
+    from gradlab.records import RunFolderWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, (SettingWarning, RunFolderWarning)):
+            print(f"gradlab: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     from gradlab.data.sources import DataError
+    from gradlab.divergence import RunDiverged
+
+    import warnings
 
     ns = build_parser().parse_args(argv)
     try:
         commands = {"info": lambda: command_info(), "run": lambda: command_run(ns), "figures": lambda: command_figures(ns),
                     "compare": lambda: command_compare(ns), "data": lambda: command_data(ns)}
-        return commands[ns.command]()
+        with warnings.catch_warnings():
+            _warnings_as_lines()
+            return commands[ns.command]()
     except (ConfigError, DataError, FileNotFoundError) as err:
         print(f"gradlab: error: {err}", file=sys.stderr)
         return 2
+    except RunDiverged as err:
+        print(f"gradlab: error: {err}", file=sys.stderr)
+        return 3
     except BrokenPipeError:          # `gradlab data | head`: the reader left; no traceback
         import os
 

@@ -6,6 +6,7 @@ field and what is allowed (scikit-learn style).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,6 +20,10 @@ from gradlab.data.sources import SOURCE_INFO
 
 class ConfigError(ValueError):
     """An invalid setting; the message names the field and the allowed values."""
+
+
+class SettingWarning(UserWarning):
+    """A setting that has no effect in this configuration."""
 
 
 SCENARIOS = tuple(SOURCE_INFO)        # fashion_mnist, cifar100, imagenet_subset, food101, imagenet1k, digits, synthetic
@@ -39,6 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 2, "max_per_class": 100, "model": "small", "val_fraction": 0.0},
 }
 SPLITS = ("custom", "lfs", "lfh")
+DEFAULT_TASKS = 5
 
 
 @dataclass
@@ -61,7 +67,7 @@ class RunConfig:
     max_per_class: int | None = None    # head-class training count n_max; None: all the source has
     split: str = "custom"               # custom (use base/tasks), lfs, lfh
     base: int | None = None             # classes in the base task; None: classes split evenly
-    tasks: int = 5                      # tasks in all, base task included
+    tasks: int = 5                      # tasks in all, base task included (DEFAULT_TASKS)
     val_fraction: float | None = None   # per-class validation hold-out; None: the source's official value
     holdout: str = "official"           # official (the DGR loaders' draw, quirk included) | stratified
     # method and memory
@@ -119,6 +125,27 @@ class RunConfig:
             return self.augment
         return SOURCE_INFO[self.scenario].augment if self.scenario in SOURCE_INFO else "crop_flip"
 
+    def unused_settings(self) -> list[str]:
+        """Settings changed from their default that have no effect in this configuration (one line each);
+        :func:`gradlab.run` warns about them."""
+        info, default = SOURCE_INFO[self.scenario], RunConfig()
+        changed = {f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+        rules = [
+            ("workers", not info.image_files, f"{self.scenario!r} is held in memory; only image-file sources "
+                                              "(imagenet_subset, food101, imagenet1k) use DataLoader workers"),
+            ("data_root", not info.needs_root, f"{self.scenario!r} reads no files"),
+            ("download", not info.needs_root, f"{self.scenario!r} reads no files"),
+            ("lr_patience", self.lr_schedule == "step", "only lr_schedule 'patience' uses it"),
+            ("lr_min", self.lr_schedule == "step", "only lr_schedule 'patience' uses it"),
+            ("lr_milestones", self.lr_schedule == "patience", "lr_schedule 'patience' ignores milestones"),
+            ("probe_every", "gradients" not in self.probes, "only the 'gradients' probe uses it, which is off"),
+            ("holdout", self.holdout_fraction == 0, "val_fraction is 0: nothing is held out"),
+            ("memory", self.memory_total is not None, "memory_total sets the exemplar budget instead"),
+            ("selection", self.memory == 0 and not self.memory_total, "there is no exemplar memory"),
+            ("profile", self.rho == 1, "the data are balanced (imbalance 1)"),
+        ]
+        return [f"{name} has no effect here: {why}" for name, idle, why in rules if idle and name in changed]
+
     def milestones(self) -> list[int]:
         """Epochs after which the LR is divided by ``lr_factor`` (80, 120 of 160, scaled)."""
         if self.lr_milestones is not None:
@@ -150,6 +177,9 @@ class RunConfig:
         merged["presets"] = list(presets)
         cfg = cls(**merged)
         cfg.validate()
+        if cfg.split != "custom" and values.get("tasks") not in (None, cfg.tasks):
+            raise ConfigError(f"tasks: {values['tasks']} contradicts split {cfg.split!r}, which sets {cfg.tasks} "
+                              f"tasks for {cfg.scenario!r}; drop one of them (split 'custom' uses base and tasks)")
         return cfg
 
     @classmethod
@@ -158,9 +188,12 @@ class RunConfig:
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {err.start}); "
+                              "save it as UTF-8 YAML") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {_one_line(err)}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"config file {str(path)!r}: expected a mapping of settings")
         values.update(overrides or {})
@@ -186,8 +219,11 @@ class RunConfig:
         _choice("method", self.method, tuple(list_methods()))
         if not isinstance(self.method_args, dict):
             raise ConfigError("method_args must be a mapping of method-specific settings")
+        bad = _non_finite(self.method_args, "method_args")
+        if bad:
+            raise ConfigError(f"{bad[0]} must be a finite number, got {bad[1]!r}")
         if self.imbalance is not None and not (_is_number(self.imbalance) and self.imbalance >= 1):
-            raise ConfigError(f"imbalance must be a number >= 1 (rho = n_max / n_min; 1 = balanced), got {self.imbalance!r}")
+            raise ConfigError(f"imbalance must be a finite number >= 1 (rho = n_max / n_min; 1 = balanced), got {self.imbalance!r}")
         if self.order == "conv" and self.rho != 1:
             raise ConfigError(f"order 'conv' is the balanced protocol: imbalance must be 1 (or unset), got {self.imbalance}")
         _int("tasks", self.tasks, 1)
@@ -213,16 +249,16 @@ class RunConfig:
         _choice("holdout", self.holdout, HOLDOUTS)
         for name in ("lr", "lr_factor"):
             if not (_is_number(getattr(self, name)) and getattr(self, name) > 0):
-                raise ConfigError(f"{name} must be a number > 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
         for name in ("momentum", "weight_decay"):
             if not (_is_number(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
         from gradlab.schedules import SCHEDULES
 
         _choice("lr_schedule", self.lr_schedule, SCHEDULES)
         _int("lr_patience", self.lr_patience, 1)
         if not (_is_number(self.lr_min) and self.lr_min > 0):
-            raise ConfigError(f"lr_min must be a number > 0, got {self.lr_min!r}")
+            raise ConfigError(f"lr_min must be a finite number > 0, got {self.lr_min!r}")
         if self.lr_schedule == "patience" and not self.holdout_fraction > 0:
             raise ConfigError("lr_schedule 'patience' watches the validation loss: set val_fraction > 0 "
                               f"(LT-CIL: 0.1), got val_fraction {self.holdout_fraction!r}")
@@ -230,6 +266,10 @@ class RunConfig:
             if not isinstance(self.lr_milestones, (list, tuple)) or not all(
                     isinstance(m, int) and 1 <= m <= self.epochs for m in self.lr_milestones):
                 raise ConfigError(f"lr_milestones must be a list of epochs in [1, {self.epochs}], got {self.lr_milestones!r}")
+        if self.out is not None and not (isinstance(self.out, str) and self.out.strip()):
+            raise ConfigError(f"out must be a folder path (a non-empty string) or unset (runs/<settings>), got {self.out!r}")
+        if not (isinstance(self.data_root, str) and self.data_root.strip()):
+            raise ConfigError(f"data_root must be a folder path (a non-empty string), got {self.data_root!r}")
         for name in ("download", "checkpoints", "progress", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -242,9 +282,23 @@ class RunConfig:
         return self
 
     def _validate_split(self) -> None:
+        """``split`` lfs / lfh set base and tasks: given values must agree (they are filled in when unset, so
+        the saved config says what ran); ``tasks: 1`` holds every class in its one task."""
         from gradlab.data.profiles import task_sizes
         num_classes = SOURCE_INFO[self.scenario].num_classes
-        base, tasks = self.split_base_tasks(num_classes)
+        if self.split != "custom":
+            base, tasks = self.split_base_tasks(num_classes)
+            if self.base is not None and self.base != base:
+                raise ConfigError(f"base: {self.base} contradicts split {self.split!r}, which sets {base} base classes "
+                                  f"for {self.scenario!r}; drop one of them (split 'custom' uses base and tasks)")
+            if self.tasks not in (DEFAULT_TASKS, tasks):
+                raise ConfigError(f"tasks: {self.tasks} contradicts split {self.split!r}, which sets {tasks} tasks "
+                                  f"for {self.scenario!r}; drop one of them (split 'custom' uses base and tasks)")
+            self.base, self.tasks = base, tasks
+        if self.tasks == 1 and self.base is not None and self.base != num_classes:
+            raise ConfigError(f"base: {self.base} contradicts tasks 1: a single task holds all {num_classes} classes "
+                              f"of {self.scenario!r}; drop base or set it to {num_classes}")
+        base, tasks = self.base, self.tasks
         if tasks > num_classes:
             raise ConfigError(f"tasks: {tasks} tasks cannot be made from the {num_classes} classes of "
                               f"{self.scenario!r}; allowed: 1..{num_classes}")
@@ -262,9 +316,12 @@ class RunConfig:
             return max(1, num_classes // 20), min(20, num_classes)
         if self.split == "lfh":
             return num_classes // 2, 6
-        if self.tasks == 1 and self.base is not None and self.base != num_classes:
-            return num_classes, 1
         return self.base, self.tasks
+
+
+def _one_line(err: Exception) -> str:
+    """A YAML error in one line (PyYAML's messages span several)."""
+    return " ".join(str(err).split())
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -273,7 +330,19 @@ def _choice(name: str, value: Any, allowed: tuple) -> None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (NaN and infinities are rejected everywhere)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _non_finite(value: Any, where: str) -> tuple[str, float] | None:
+    """(place, value) of the first NaN or infinity in a nested setting, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, value
+    if isinstance(value, dict):
+        return next((w for k, v in value.items() if (w := _non_finite(v, f"{where}.{k}"))), None)
+    if isinstance(value, (list, tuple)):
+        return next((w for i, v in enumerate(value) if (w := _non_finite(v, f"{where}[{i}]"))), None)
+    return None
 
 
 def _int(name: str, value: Any, minimum: int) -> None:

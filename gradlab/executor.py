@@ -21,6 +21,7 @@ import yaml
 
 from gradlab.config import RunConfig
 from gradlab.records import RunRecord
+from gradlab.runfolder import RunFolderError
 
 NOT_HASHED = ("out", "progress")            # settings that do not change a run's numbers
 
@@ -42,7 +43,10 @@ def cached_record(cfg: RunConfig, cache_dir: str | Path) -> RunRecord | None:
     """The finished run with exactly these settings in ``cache_dir``, or None."""
     folder = Path(cache_dir) / run_key(cfg)
     if (folder / "summary.json").is_file():
-        record = RunRecord(folder)
+        try:
+            record = RunRecord(folder)
+        except RunFolderError:           # damaged: trained again (overwrite keeps nothing broken)
+            return None
         if record.complete and _same_settings(record, cfg):
             return record
     return None

@@ -7,7 +7,9 @@ Layout::
     metrics.parquet       tidy: phase, task, class, metric, value (fractions in [0, 1])
     probes.parquet        tidy: phase, epoch, step, class, term, value (written by probes, when on)
     summary.json          headline numbers and each phase's method log (``phase_log``: WA's gamma, BiC's
-                          alpha/beta, ...); written last, so its presence means the run finished
+                          alpha/beta, ...); written last. ``status``: "complete", or "diverged" (then no
+                          accuracy, and ``error`` says where); no summary.json = killed or still running
+    .lock                 while a run writes the folder: its pid and host (see gradlab.runfolder)
     checkpoints/phase_N.pt  model + memory + RNG state after phase N (load with weights_only=True)
 
 Metric names in ``metrics.parquet``: ``class_acc`` (per class), ``task_acc`` (acc[t, u]),
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,8 @@ import pandas as pd
 import torch
 
 from gradlab import metrics as M
-from gradlab.config import RunConfig
+from gradlab.config import ConfigError, RunConfig
+from gradlab.runfolder import RunFolderError, describe_holder, lock_holder
 from gradlab.trainer import Callback
 
 
@@ -166,27 +170,94 @@ class RecordWriter(Callback):
 
     def after_run(self, ctx) -> None:
         s = ctx.scenario
-        summary = summarize(ctx.correct, s.test_counts, s.class_task, s.train_counts)
+        summary = {"status": "complete", **summarize(ctx.correct, s.test_counts, s.class_task, s.train_counts)}
         summary.update(self.extra_summary)
         summary["phase_log"] = self.phase_log
         summary["complete"] = True
-        write_text(self.out / "summary.json", json.dumps(summary, indent=2))
+        write_text(self.out / "summary.json", to_json(summary))
+
+    def mark_failed(self, status: str, error: str, phases_done: int) -> None:
+        """A run that stopped (e.g. ``diverged``): a summary without accuracy, so it never looks finished."""
+        summary = {"status": status, "complete": False, "error": error, "phases_done": phases_done,
+                   **self.extra_summary, "phase_log": self.phase_log}
+        write_text(self.out / "summary.json", to_json(summary))
+
+
+def to_json(values: dict) -> str:
+    """Strict JSON: NaN and infinities become null (``json.dumps`` would write bare ``NaN``)."""
+    def clean(v):
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(values), indent=2, allow_nan=False)
 
 
 # ---------------------------------------------------------------------- reader
 class RunRecord:
-    """A finished (or partial) run read from disk: ``.config``, ``.summary``, ``.metrics``, ``.probes``."""
+    """A run read from disk: ``.config``, ``.summary``, ``.metrics``, ``.probes``, and ``.status``:
+    "complete", "diverged", "running" (a live process holds the folder's lock) or "incomplete" (killed or
+    failed before its summary was written; what it evaluated is still readable)."""
 
     def __init__(self, path: str | os.PathLike):
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise RunFolderError(f"path must be a run folder (a str or pathlib.Path), got {path!r}")
         self.path = Path(path)
+        if not self.path.is_dir():
+            raise RunFolderError(f"{str(self.path)!r} is not a folder; expected a run folder written by gradlab.run")
         if not (self.path / "config.yaml").is_file():
-            raise FileNotFoundError(f"{str(self.path)!r} is not a gradlab run folder (no config.yaml)")
-        self.config = RunConfig.from_yaml(self.path / "config.yaml")
-        summary = self.path / "summary.json"
-        self.summary = json.loads(summary.read_text()) if summary.is_file() else {}
-        self.metrics = _read_parquet(self.path / "metrics.parquet")
-        self.classes = _read_parquet(self.path / "classes.parquet")
-        self.probes = _read_parquet(self.path / "probes.parquet")
+            raise RunFolderError(f"{str(self.path)!r} is not a gradlab run folder (no config.yaml)")
+        try:
+            self.config = RunConfig.from_yaml(self.path / "config.yaml")
+        except ConfigError as err:
+            raise RunFolderError(f"{str(self.path / 'config.yaml')!r} is broken ({err})") from None
+        self.summary = self._read_summary()
+        self.metrics = self._read_parquet("metrics.parquet")
+        self.classes = self._read_parquet("classes.parquet")
+        self.probes = self._read_parquet("probes.parquet")
+        holder = lock_holder(self.path)
+        if self.summary:
+            self.status = self.summary.get("status", "complete" if self.summary.get("complete") else "incomplete")
+        else:
+            self.status = "running" if holder is not None and not holder.get("stale") else "incomplete"
+
+    def _read_summary(self) -> dict:
+        path = self.path / "summary.json"
+        if not path.is_file():
+            return {}
+        try:
+            summary = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise RunFolderError(f"{str(path)!r} is corrupt ({type(err).__name__}: {err}); the run did not finish "
+                                 "cleanly: rerun it with --overwrite") from None
+        if not isinstance(summary, dict):
+            raise RunFolderError(f"{str(path)!r} is corrupt (expected a JSON object); rerun it with --overwrite")
+        return summary
+
+    def _read_parquet(self, name: str) -> pd.DataFrame:
+        path = self.path / name
+        if not path.is_file():
+            return pd.DataFrame()
+        try:
+            return pd.read_parquet(path)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            raise RunFolderError(f"{str(path)!r} is corrupt ({type(err).__name__}: {err}); rerun the run "
+                                 "with --overwrite") from None
+
+    def explain(self) -> str:
+        """One line on the folder's state: finished, diverged, running, or how far an unfinished run got."""
+        if self.status == "complete":
+            return f"{str(self.path)!r}: a finished run"
+        if self.status == "diverged":
+            return f"{str(self.path)!r}: the run diverged ({self.summary.get('error')}); no accuracy is recorded"
+        if self.status == "running":
+            return f"{str(self.path)!r}: a run is writing this folder now ({describe_holder(lock_holder(self.path))})"
+        phases = int(self.metrics.phase.max()) + 1 if len(self.metrics) else 0
+        return (f"{str(self.path)!r}: an unfinished run (no summary.json: killed or failed), {phases} phase(s) "
+                "evaluated; it cannot be resumed: rerun it with --overwrite (overwrite=True)")
 
     @property
     def phase_log(self) -> list[dict]:
@@ -195,7 +266,7 @@ class RunRecord:
 
     @property
     def complete(self) -> bool:
-        return bool(self.summary.get("complete"))
+        return self.status == "complete"
 
     def _matrix(self, metric: str, column: str) -> np.ndarray:
         rows = self.metrics[self.metrics.metric == metric]
@@ -222,17 +293,36 @@ class RunRecord:
         return rows.sort_values("phase").value.to_numpy(float)
 
     def checkpoint(self, phase: int) -> dict:
-        return torch.load(self.path / "checkpoints" / f"phase_{phase}.pt", weights_only=True, map_location="cpu")
+        """The state saved after ``phase``: model, head sizes, memory, RNG state, correct counts."""
+        folder = self.path / "checkpoints"
+        have = sorted(int(p.stem.split("_")[1]) for p in folder.glob("phase_*.pt") if p.stem.split("_")[1].isdigit())
+        if not isinstance(phase, int) or isinstance(phase, bool) or phase not in have:
+            raise RunFolderError(f"phase: no checkpoint for phase {phase!r} in {str(folder)!r}; available: {have}")
+        path = folder / f"phase_{phase}.pt"
+        try:
+            state = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
+            raise RunFolderError(f"{str(path)!r} is not a readable gradlab checkpoint ({type(err).__name__}); "
+                                 "it is damaged or was not written by gradlab") from None
+        if not isinstance(state, dict) or "model" not in state:
+            raise RunFolderError(f"{str(path)!r} is not a gradlab checkpoint (no model state)")
+        return state
 
     def __repr__(self) -> str:
         aia = self.summary.get("average_incremental_accuracy")
-        return f"RunRecord({str(self.path)!r}, method={self.config.method}, avg_inc_acc={aia})"
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+        state = "" if self.status == "complete" else f", status={self.status}"
+        return f"RunRecord({str(self.path)!r}, method={self.config.method}, avg_inc_acc={aia}{state})"
 
 
 def load_run(path: str | os.PathLike) -> RunRecord:
-    """Read a run folder written by :func:`gradlab.run`."""
-    return RunRecord(path)
+    """Read a run folder written by :func:`gradlab.run`. A folder that is not a finished run still loads
+    (``.status`` says what it is: diverged, running, incomplete) and a warning says so; a corrupt one
+    raises :class:`RunFolderError` naming the broken file."""
+    record = RunRecord(path)
+    if record.status != "complete":
+        warnings.warn(record.explain(), RunFolderWarning, stacklevel=2)
+    return record
+
+
+class RunFolderWarning(UserWarning):
+    """The loaded folder is not a finished run."""

@@ -2,29 +2,32 @@
 any file is written, so a bad setting leaves nothing behind."""
 from __future__ import annotations
 
+import os
 import platform
-import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import gradlab
-from gradlab.config import ConfigError, RunConfig
+from gradlab.config import ConfigError, RunConfig, SettingWarning
 from gradlab.context import Context
 from gradlab.data.device_data import DeviceImages
 from gradlab.data.file_data import FileImages
 from gradlab.data.sources.files import FileImageSet
 from gradlab.data.scenario import Scenario
 from gradlab.data.sources import DataError, check_source
+from gradlab.divergence import DivergenceGuard, RunDiverged
 from gradlab.memory import ExemplarMemory
 from gradlab.methods import build_method
 from gradlab.models.factory import build_backbone, default_backbone
 from gradlab.probes import ProbeLog, build_probes
 from gradlab.records import RecordWriter, RunRecord
-from gradlab.trainer import Trainer, pick_device
+from gradlab.runfolder import LOCK_NAME, RunFolder, RunFolderError, describe_holder, lock_holder
+from gradlab.trainer import EVENTS, Trainer, pick_device
 
 
 def default_out(cfg: RunConfig) -> Path:
@@ -40,8 +43,12 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
     nearest existing ancestor, so read-only file systems are caught too (``os.access`` lies for root)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out: {str(out)!r} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"out: {str(out)!r} already holds files; choose another folder or pass --overwrite")
+    holder = lock_holder(out) if out.is_dir() else None
+    if holder is not None and not holder.get("stale"):
+        raise RunFolderError(f"out: {str(out)!r} is in use by another gradlab run ({describe_holder(holder)}); "
+                             "wait for it to finish or choose another folder")
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not overwrite:
+        raise RunFolderError(f"out: {str(out)!r} already holds files; choose another folder or pass --overwrite")
     ancestor = next(p for p in [out, *out.absolute().parents] if p.exists())
     if not ancestor.is_dir():
         raise ConfigError(f"out: cannot create {str(out)!r}: {str(ancestor)!r} is a file, not a folder")
@@ -106,17 +113,19 @@ def build_trainer(cfg: RunConfig, callbacks=()) -> Trainer:
     return trainer
 
 
-def run(cfg: RunConfig | dict | None = None, callbacks=(), overwrite: bool = False, **overrides) -> RunRecord:
+def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool = False,
+        **overrides) -> RunRecord:
     """Train one class-incremental run and write its record folder; returns the loaded record.
 
-    ``cfg`` may be a :class:`RunConfig`, a dict, or None (defaults); keyword overrides win, e.g.
-    ``gradlab.run(scenario="digits", tasks=3, epochs=2, out="runs/x")``.
+    ``cfg`` may be a :class:`RunConfig`, a dict, the path of a YAML file, or None (defaults); keyword
+    overrides win, e.g. ``gradlab.run(scenario="digits", tasks=3, epochs=2, out="runs/x")``. Every check runs
+    before training; the folder is locked for the run's life, and ``overwrite`` replaces an earlier record only
+    once the new run has finished. A run that diverges raises :class:`RunDiverged` and its folder says so.
     """
-    if cfg is None:
-        cfg = {}
-    if isinstance(cfg, RunConfig):
-        cfg = cfg.to_dict()
-    cfg = RunConfig.from_dict({**cfg, **overrides})
+    cfg = as_config(cfg, overrides)
+    callbacks = check_callbacks(callbacks)
+    if not isinstance(overwrite, bool):
+        raise ConfigError(f"overwrite must be true or false, got {overwrite!r}")
     pick_device(cfg.device)  # fails early when cuda is asked for but absent
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     check_out_dir(out, overwrite)
@@ -129,19 +138,57 @@ def run(cfg: RunConfig | dict | None = None, callbacks=(), overwrite: bool = Fal
             raise
         raise ConfigError(str(err)) from None
     check_validation_split(cfg, scenario)
+    for line in cfg.unused_settings():
+        warnings.warn(line, SettingWarning, stacklevel=2)
     ctx = build_context(cfg, scenario, method)
-    if out.is_dir() and overwrite:
-        shutil.rmtree(out)
+    folder = RunFolder(out, overwrite).open()
     probe_log = ProbeLog()
     probes = build_probes(cfg.probes, probe_log, every=cfg.probe_every)
-    writer = RecordWriter(out, probe_log=probe_log, extra_summary={
+    writer = RecordWriter(folder.train_dir, probe_log=probe_log, extra_summary={
         "method": cfg.method, "scenario": cfg.scenario, "seed": cfg.seed, "device": str(ctx.device),
         "task_sizes": scenario.task_sizes, "gradlab_version": gradlab.__version__,
         "torch_version": torch.__version__, "python": platform.python_version()})
-    start = time.perf_counter()
-    timer = _WallClock(writer, start)
-    Trainer(ctx, method, callbacks=[*callbacks, *probes, timer, writer]).fit()
+    timer = _WallClock(writer, time.perf_counter())
+    try:
+        Trainer(ctx, method, callbacks=[*callbacks, *probes, DivergenceGuard(), timer, writer]).fit()
+    except RunDiverged as err:
+        writer.mark_failed("diverged", str(err), phases_done=max(ctx.phase, 0))
+        folder.abandon()
+        kept = (f"the earlier record in {str(out)!r} is kept" if folder.train_dir != out
+                else f"{str(out)!r} is marked diverged")
+        raise RunDiverged(f"{err} ({kept})") from None
+    except BaseException:
+        folder.abandon()
+        raise
+    folder.commit()
     return RunRecord(out)
+
+
+def as_config(cfg, overrides: dict) -> RunConfig:
+    """``run``'s first argument as a validated RunConfig (keyword overrides applied)."""
+    if cfg is None:
+        cfg = {}
+    if isinstance(cfg, (str, os.PathLike)):
+        if not Path(cfg).is_file():
+            raise ConfigError(f"cfg: {str(cfg)!r} is not a YAML file; pass a RunConfig, a dict, the path of a YAML "
+                              "file, or keywords (e.g. gradlab.run(scenario='digits'))")
+        return RunConfig.from_yaml(cfg, overrides)
+    if isinstance(cfg, RunConfig):
+        cfg = cfg.to_dict()
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"cfg must be a RunConfig, a dict, the path of a YAML file or None, got {type(cfg).__name__}")
+    return RunConfig.from_dict({**cfg, **overrides}, source="run()")
+
+
+def check_callbacks(callbacks) -> list:
+    """Callbacks are objects with at least one event method (``before_run`` ... ``after_run``)."""
+    if not isinstance(callbacks, (list, tuple)):
+        raise ConfigError(f"callbacks must be a list of callback objects, got {type(callbacks).__name__}")
+    for i, callback in enumerate(callbacks):
+        if not any(callable(getattr(callback, event, None)) for event in EVENTS):
+            raise ConfigError(f"callbacks[{i}]: {callback!r} is not a callback: it has none of the event methods "
+                              f"{', '.join(EVENTS)}")
+    return list(callbacks)
 
 
 class _WallClock:

@@ -14,6 +14,7 @@ exemplars are kept as indices into the file list, never as pixels.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -78,15 +79,16 @@ class _BatchFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, item):
+        """Only plain Python objects cross between the processes (the batch as raw bytes through the pipe):
+        tensors would be passed as shared-memory file descriptors, which stalled forked loaders in tests."""
         idx, seed, train = item
-        if not self.decode:                        # the GPU path: bytes only
-            from torchvision.io import read_file
-
-            return [read_file(self.paths[i]) for i in idx.tolist()], idx, seed
+        if not self.decode:                        # the GPU path: the files' bytes only
+            return [Path(self.paths[i]).read_bytes() for i in idx], idx, seed
         generator = torch.Generator().manual_seed(seed)
         views = [train_view(decode_image(self.paths[i]), generator, self.size, self.flip) if train
-                 else test_view(decode_image(self.paths[i]), self.size, self.resize) for i in idx.tolist()]
-        return torch.stack(views), idx, seed
+                 else test_view(decode_image(self.paths[i]), self.size, self.resize) for i in idx]
+        batch = torch.stack(views)
+        return (batch.numpy().tobytes(), tuple(batch.shape)), idx, seed
 
 
 class FileImages:
@@ -131,20 +133,24 @@ class FileImages:
         yield from self._batches(chunks, [0] * len(chunks), train=False, desc="eval batches")
 
     def _batches(self, chunks, seeds, train: bool, desc: str) -> Iterator[Batch]:
-        items = [(idx, seed, train) for idx, seed in zip(chunks, seeds)]
+        items = [(idx.tolist(), seed, train) for idx, seed in zip(chunks, seeds)]
         workers = min(self.workers, len(items)) if len(items) > 1 else 0     # one batch: no processes to start
         loader = DataLoader(self.files, batch_size=None, sampler=items, num_workers=workers,
-                            pin_memory=self.device.type == "cuda", persistent_workers=False)
+                            persistent_workers=False)
         for content, idx, seed in tqdm(loader, total=len(items), desc=desc, leave=False,
                                        disable=not self.progress or len(items) < 20):
-            x = self._decode_on_device(content, seed, train) if self.decode_on == "device" else content
-            idx = idx.to(self.device)
+            if self.decode_on == "device":
+                x = self._decode_on_device(content, seed, train)
+            else:
+                x = torch.frombuffer(bytearray(content[0]), dtype=torch.uint8).view(content[1])
+            idx = torch.as_tensor(idx, dtype=torch.long, device=self.device)
             yield Batch(x=self.normalise(x), y=self.labels[idx], idx=idx)
 
     def _decode_on_device(self, encoded, seed: int, train: bool) -> torch.Tensor:
         """Decode a batch of JPEG bytes with ``decode_jpeg`` on the device (the GPU), then crop there."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
+        encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in encoded]
         images = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)
         generator = torch.Generator().manual_seed(seed)
         views = [train_view(image, generator, self.size, self.flip) if train

@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 
 class DataError(ValueError):
     """Bad or missing data; the message names the path/field and the expected layout."""
+
+
+def check_classes(path: Path, labels: np.ndarray, num_classes: int) -> None:
+    """Every class 0..C-1 must have at least one image in the list."""
+    missing = np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0)
+    if len(missing):
+        raise DataError(f"{path}: no image of class(es) {missing[:10].tolist()}"
+                        f"{' ...' if len(missing) > 10 else ''}; every label 0..{num_classes - 1} needs one")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlab.data.sources.base import ArrayImageSet, DataError, Source, SourceInfo
+from gradlab.data.sources.base import ArrayImageSet, DataError, Source, SourceInfo, check_classes
 
 CIFAR_FOLDER = "cifar-100-python"
 CIFAR_LAYOUT = (
@@ -53,13 +53,34 @@ def _download_cifar100(root: Path) -> None:
         ) from exc
 
 
+class _SafeUnpickler(pickle.Unpickler):
+    """Builds only what the CIFAR files hold: containers, strings, bytes, numbers and NumPy arrays. Any other
+    global (``os.system``, ``builtins.eval``, ...) is refused, so a crafted file cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+
+
 def _read_cifar_pickle(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Read one CIFAR-100 pickle -> (uint8 (N, 32, 32, 3), int64 (N,) fine labels)."""
     if not path.is_file():
         raise DataError(f"missing CIFAR-100 file {path}; expected layout: {CIFAR_LAYOUT}")
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = _SafeUnpickler(f, encoding="bytes").load()
+    except pickle.UnpicklingError as exc:
+        if "not allowed" in str(exc):
+            raise DataError(f"CIFAR-100 file {path}: {exc}; the real files hold only dicts, lists, strings, bytes "
+                            "and NumPy arrays, so this one is not the CIFAR-100 file (refused without running it)") from None
+        raise DataError(f"could not unpickle CIFAR-100 file {path} ({type(exc).__name__}: {exc}); "
+                        f"expected a pickled dict as in {CIFAR_LAYOUT}") from None
     except Exception as exc:
         raise DataError(f"could not unpickle CIFAR-100 file {path} ({type(exc).__name__}: {exc}); "
                         f"expected a pickled dict as in {CIFAR_LAYOUT}") from exc
@@ -88,6 +109,7 @@ def _read_cifar_pickle(path: Path, num_classes: int) -> tuple[np.ndarray, np.nda
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise DataError(f"CIFAR-100 file {path}: b'fine_labels' must lie in 0..{num_classes - 1}, "
                         f"got range {labels.min()}..{labels.max()}")
+    check_classes(path, labels, num_classes)
     images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return images, labels
 

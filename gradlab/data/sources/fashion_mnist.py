@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlab.data.sources.base import ArrayImageSet, DataError, Source, SourceInfo
+from gradlab.data.sources.base import ArrayImageSet, DataError, Source, SourceInfo, check_classes
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -174,6 +174,7 @@ def _load_files(stamp: tuple) -> Source:
         if labels.size and labels.max() > 9:
             raise DataError(f"{files[f'{split}_labels']}: labels must lie in 0..9, got a {int(labels.max())}")
         labels = labels.astype(np.int64)
+        check_classes(files[f"{split}_labels"], labels, 10)
         labels.setflags(write=False)
         sets.append(ArrayImageSet(images[..., None], labels))      # frombuffer: the images are read-only
     return Source("fashion_mnist", 10, (28, 28, 1), *sets, mean=MEAN, std=STD, flip=True, pad=2)

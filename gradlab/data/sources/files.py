@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradlab.data.sources.base import DataError, ImageSet
+from gradlab.data.sources.base import DataError, ImageSet, check_classes  # noqa: F401 - re-exported
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -93,14 +93,6 @@ def read_list(path: Path, num_classes: int | None = None, check_files: bool = Tr
     if not paths:
         raise DataError(f"list file {path} holds no '<image path> <label>' lines")
     return np.asarray(paths, dtype=object), np.asarray(labels, dtype=np.int64)
-
-
-def check_classes(path: Path, labels: np.ndarray, num_classes: int) -> None:
-    """Every class 0..C-1 must have at least one image in the list."""
-    missing = np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0)
-    if len(missing):
-        raise DataError(f"{path}: no image of class(es) {missing[:10].tolist()}"
-                        f"{' ...' if len(missing) > 10 else ''}; every label 0..{num_classes - 1} needs one")
 
 
 def write_list(path: Path, paths, labels) -> None:

@@ -1,0 +1,155 @@
+"""One writer per run folder, and overwrites that lose nothing.
+
+A run takes ``<out>/.lock`` atomically (``O_CREAT | O_EXCL``) before it writes anything and holds it for its
+whole life; the file names the holder (pid, host, start time). A second run on the same folder fails at once
+and names the holder. A lock whose process is gone (same host, pid not alive) is stale and is taken over.
+
+``--overwrite`` never deletes first: the new run trains into a hidden sibling folder ``.<name>.new-<pid>``
+and replaces the old record only when it has finished (two renames), so a killed or failed overwrite
+leaves the earlier record as it was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from gradlab.config import ConfigError
+
+LOCK_NAME = ".lock"
+
+
+class RunFolderError(ConfigError):
+    """The run folder is in use, or holds something that is not what was asked for."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # exists, owned by someone else
+        return True
+    return True
+
+
+def lock_holder(folder: str | os.PathLike) -> dict | None:
+    """The lock's content ({pid, host, started}) while a live process holds ``folder``; None otherwise.
+    A lock of a dead process on this host is reported as ``{"stale": True, ...}``."""
+    path = Path(folder) / LOCK_NAME
+    try:
+        holder = json.loads(path.read_text())
+        holder = holder if isinstance(holder, dict) else {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        holder = {}                  # half-written by a killed process: treat as stale below
+    pid, host = holder.get("pid"), holder.get("host")
+    if not isinstance(pid, int) or host == socket.gethostname() and not _alive(pid):
+        return {**holder, "stale": True}
+    return holder
+
+
+def describe_holder(holder: dict) -> str:
+    started = holder.get("started")
+    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, (int, float)) else ""
+    return f"pid {holder.get('pid')} on host {holder.get('host')!r}{when}"
+
+
+class RunLock:
+    """The exclusive lock of one run folder (a context manager)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self.held = False
+
+    def acquire(self) -> "RunLock":
+        content = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = lock_holder(self.folder)
+                if holder is not None and holder.get("stale"):
+                    self.path.unlink(missing_ok=True)      # its process is gone: take it over
+                    continue
+                if holder is None:                          # released between our two looks
+                    continue
+                raise RunFolderError(
+                    f"out: {str(self.folder)!r} is in use by another gradlab run ({describe_holder(holder)}); "
+                    f"wait for it to finish or choose another folder (if that run is gone, delete {str(self.path)!r})"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(content)
+            self.held = True
+            return self
+        raise RunFolderError(f"out: could not take the lock {str(self.path)!r}; try again")
+
+    def release(self) -> None:
+        if self.held:
+            holder = lock_holder(self.folder)
+            if holder is not None and holder.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir())
+
+
+class RunFolder:
+    """Where a run writes: ``out`` itself, or (overwrite of an existing record) a hidden sibling folder that
+    replaces ``out`` when the run completes. Use as ``folder = RunFolder(out, overwrite).open()``, train into
+    ``folder.train_dir``, then ``folder.commit()`` on success or ``folder.abandon()`` on failure."""
+
+    def __init__(self, out: str | os.PathLike, overwrite: bool):
+        self.out, self.overwrite = Path(out), overwrite
+        self.train_dir = self.out
+        self.lock = RunLock(self.out)
+
+    def open(self) -> "RunFolder":
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        try:
+            if _has_files(self.out):
+                if not self.overwrite:
+                    raise RunFolderError(f"out: {str(self.out)!r} already holds files; choose another folder "
+                                         "or pass --overwrite (overwrite=True)")
+                for old in self.out.parent.glob(f".{self.out.name}.new-*"):   # left by killed overwrites
+                    shutil.rmtree(old, ignore_errors=True)
+                self.train_dir = self.out.parent / f".{self.out.name}.new-{os.getpid()}"
+                self.train_dir.mkdir()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def commit(self) -> None:
+        """The run finished: its folder becomes ``out`` (the old record goes only now); the lock is released."""
+        try:
+            if self.train_dir != self.out:
+                old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
+                os.replace(self.out, old)
+                os.replace(self.train_dir, self.out)
+                self.lock.held = False                       # the lock file went with the old folder
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            self.lock.release()
+
+    def abandon(self) -> None:
+        """The run failed or was interrupted: an overwrite's new folder goes, the old record stays."""
+        try:
+            if self.train_dir != self.out:
+                shutil.rmtree(self.train_dir, ignore_errors=True)
+        finally:
+            self.lock.release()
