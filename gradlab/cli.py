@@ -74,7 +74,8 @@ RUN_FLAGS = {
     "--out": ("out", str, "run folder (default runs/<settings>)"),
     "--data-root": ("data_root", str, "folder holding the datasets (cifar100: DATA_ROOT/cifar-100-python; fashion_mnist: the IDX files)"),
     "--download": ("download", _bool, "download missing datasets (needs internet)"),
-    "--checkpoints": ("checkpoints", _bool, "save a checkpoint after every phase"),
+    "--checkpoints": ("checkpoints", _bool, "save a checkpoint after every phase (what --resume continues from)"),
+    "--checkpoint-every": ("checkpoint_every", int, "also checkpoint inside a phase every K epochs (0: only after phases)"),
     "--probes": ("probes", lambda t: [p for p in t.split(",") if p], "comma list: gradients,weights,accuracy ('' = none)"),
     "--probe-every": ("probe_every", str, "gradient probe granularity: epoch | step"),
 }
@@ -111,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train one class-incremental run and write its record folder")
     _add_run_flags(run, "a method-specific setting (repeatable)")
-    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder (only once the new "
+                                                              "run has finished)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its newest "
+                                                           "checkpoint (the settings must equal the stored ones)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     figures = sub.add_parser("figures", help="regenerate the paper figures over several seeds, with verdicts "
                                              "(runs what they need in parallel, reusing a cache)")
@@ -243,10 +247,10 @@ def write_scenario_lists(scenario, folder: Path) -> list[Path]:
 def command_run(ns: argparse.Namespace) -> int:
     from gradlab.runner import run
 
-    cfg = _run_config(ns, ("overwrite", "quiet"))
+    cfg = _run_config(ns, ("overwrite", "quiet", "resume"))
     if ns.quiet:
         cfg.progress = False
-    record = run(cfg, overwrite=ns.overwrite)
+    record = run(cfg, overwrite=ns.overwrite, resume=ns.resume)
     s = record.summary
     print(f"run folder: {record.path}")
     print(f"average incremental accuracy: {s['average_incremental_accuracy']:.4f} (class-weighted), "

@@ -98,7 +98,8 @@ class RunConfig:
     out: str | None = None
     data_root: str = "data"
     download: bool = False
-    checkpoints: bool = True
+    checkpoints: bool = True            # a checkpoint after every phase (what resume continues from)
+    checkpoint_every: int = 0           # also inside a phase, every K epochs (0: only after phases)
     progress: bool = True
     probes: list[str] = field(default_factory=lambda: ["gradients", "weights", "accuracy"])
     probe_every: str = "epoch"          # gradient probe: mean per epoch, or every step
@@ -142,6 +143,7 @@ class RunConfig:
             ("holdout", self.holdout_fraction == 0, "val_fraction is 0: nothing is held out"),
             ("memory", self.memory_total is not None, "memory_total sets the exemplar budget instead"),
             ("selection", self.memory == 0 and not self.memory_total, "there is no exemplar memory"),
+            ("checkpoint_every", not self.checkpoints, "checkpoints are off"),
             ("profile", self.rho == 1, "the data are balanced (imbalance 1)"),
         ]
         return [f"{name} has no effect here: {why}" for name, idle, why in rules if idle and name in changed]
@@ -238,6 +240,7 @@ class RunConfig:
         _int("batch_size", self.batch_size, 1)
         _int("seed", self.seed, 0)
         _int("workers", self.workers, 0)
+        _int("checkpoint_every", self.checkpoint_every, 0)
         if SOURCE_INFO[self.scenario].image_files and self.augmentation not in ("resized_crop", "none"):
             raise ConfigError(f"augment: {self.scenario!r} is read from image files, which take 'auto', "
                               f"'resized_crop' or 'none', got {self.augment!r}")

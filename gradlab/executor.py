@@ -23,7 +23,7 @@ from gradlab.config import RunConfig
 from gradlab.records import RunRecord
 from gradlab.runfolder import RunFolderError
 
-NOT_HASHED = ("out", "progress")            # settings that do not change a run's numbers
+NOT_HASHED = ("out", "progress", "checkpoint_every")   # settings that do not change a run's numbers
 
 
 def run_key(cfg: RunConfig) -> str:

@@ -10,7 +10,8 @@ Layout::
                           alpha/beta, ...); written last. ``status``: "complete", or "diverged" (then no
                           accuracy, and ``error`` says where); no summary.json = killed or still running
     .lock                 while a run writes the folder: its pid and host (see gradlab.runfolder)
-    checkpoints/phase_N.pt  model + memory + RNG state after phase N (load with weights_only=True)
+    checkpoints/phase_N.pt  model + memory + method + RNG state after phase N (load with weights_only=True);
+    checkpoints/mid_phase.pt  the same inside a phase, every ``checkpoint_every`` epochs (see gradlab.resume)
 
 Metric names in ``metrics.parquet``: ``class_acc`` (per class), ``task_acc`` (acc[t, u]),
 ``acc_all_seen`` (class-weighted A_t), ``acc_task_mean`` (unweighted over tasks), ``forgetting_task``,
@@ -30,6 +31,7 @@ import torch
 
 from gradlab import metrics as M
 from gradlab.config import ConfigError, RunConfig
+from gradlab.resume import MID_PHASE
 from gradlab.runfolder import RunFolderError, describe_holder, lock_holder
 from gradlab.trainer import Callback
 
@@ -143,6 +145,7 @@ class RecordWriter(Callback):
         self.extra_summary = dict(extra_summary or {})
         self.probe_log = probe_log
         self.phase_log: list[dict] = []
+        self.trainer = None              # set by gradlab.run: checkpoints then hold what resume needs
 
     def before_run(self, ctx) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -158,15 +161,33 @@ class RecordWriter(Callback):
         s = ctx.scenario
         write_parquet(self.out / "metrics.parquet",
                       metrics_table(ctx.correct, s.test_counts, s.class_task, s.train_counts, ctx.phase + 1))
+        self._write_probes()
+        if ctx.cfg.checkpoints:
+            self._checkpoint(ctx, f"phase_{ctx.phase}.pt", within_phase=False)
+            (self.out / "checkpoints" / MID_PHASE).unlink(missing_ok=True)
+
+    def after_epoch(self, ctx) -> None:
+        """Every ``checkpoint_every`` epochs inside a phase: a mid-phase checkpoint (resume goes on from it)."""
+        every = ctx.cfg.checkpoint_every
+        if ctx.cfg.checkpoints and every and (ctx.epoch + 1) % every == 0 and ctx.epoch + 1 < ctx.cfg.epochs:
+            self._write_probes()
+            self._checkpoint(ctx, MID_PHASE, within_phase=True)
+
+    def _write_probes(self) -> None:
         if self.probe_log is not None and len(self.probe_log):
             write_parquet(self.out / "probes.parquet", self.probe_log.frame())
-        if ctx.cfg.checkpoints:
-            folder = self.out / "checkpoints"
-            folder.mkdir(exist_ok=True)
-            state = {"phase": ctx.phase, "model": ctx.model.state_dict(),
-                     "head_task_sizes": list(ctx.model.head.task_sizes), "memory": ctx.memory.state_dict(),
-                     "torch_rng": torch.get_rng_state(), "correct": torch.as_tensor(ctx.correct)}
-            atomic_write(folder / f"phase_{ctx.phase}.pt", lambda tmp: torch.save(state, tmp))
+
+    def _checkpoint(self, ctx, name: str, within_phase: bool) -> None:
+        from gradlab.resume import capture
+
+        if self.trainer is None:         # a writer without its trainer (tests driving one by hand)
+            state = {"phase": ctx.phase, "model": ctx.model.state_dict(), "memory": ctx.memory.state_dict(),
+                     "head_task_sizes": list(ctx.model.head.task_sizes), "correct": torch.as_tensor(ctx.correct)}
+        else:
+            state = capture(self.trainer, self, within_phase)
+        folder = self.out / "checkpoints"
+        folder.mkdir(exist_ok=True)
+        atomic_write(folder / name, lambda tmp: torch.save(state, tmp))
 
     def after_run(self, ctx) -> None:
         s = ctx.scenario
@@ -256,8 +277,11 @@ class RunRecord:
         if self.status == "running":
             return f"{str(self.path)!r}: a run is writing this folder now ({describe_holder(lock_holder(self.path))})"
         phases = int(self.metrics.phase.max()) + 1 if len(self.metrics) else 0
-        return (f"{str(self.path)!r}: an unfinished run (no summary.json: killed or failed), {phases} phase(s) "
-                "evaluated; it cannot be resumed: rerun it with --overwrite (overwrite=True)")
+        if not self.config.checkpoints:
+            how = "it cannot be resumed (checkpoints were off): rerun it with --overwrite (overwrite=True)"
+        else:
+            how = "it can be resumed: rerun the same command with --resume (resume=True)"
+        return f"{str(self.path)!r}: an unfinished run (no summary.json: killed or failed), {phases} phase(s) evaluated; {how}"
 
     @property
     def phase_log(self) -> list[dict]:

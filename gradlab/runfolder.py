@@ -112,8 +112,8 @@ class RunFolder:
     replaces ``out`` when the run completes. Use as ``folder = RunFolder(out, overwrite).open()``, train into
     ``folder.train_dir``, then ``folder.commit()`` on success or ``folder.abandon()`` on failure."""
 
-    def __init__(self, out: str | os.PathLike, overwrite: bool):
-        self.out, self.overwrite = Path(out), overwrite
+    def __init__(self, out: str | os.PathLike, overwrite: bool, resume: bool = False):
+        self.out, self.overwrite, self.resume = Path(out), overwrite, resume
         self.train_dir = self.out
         self.lock = RunLock(self.out)
 
@@ -121,7 +121,7 @@ class RunFolder:
         self.out.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
         try:
-            if _has_files(self.out):
+            if _has_files(self.out) and not self.resume:
                 if not self.overwrite:
                     raise RunFolderError(f"out: {str(self.out)!r} already holds files; choose another folder "
                                          "or pass --overwrite (overwrite=True)")

@@ -26,6 +26,7 @@ from gradlab.methods import build_method
 from gradlab.models.factory import build_backbone, default_backbone
 from gradlab.probes import ProbeLog, build_probes
 from gradlab.records import RecordWriter, RunRecord
+from gradlab.resume import plan_resume
 from gradlab.runfolder import LOCK_NAME, RunFolder, RunFolderError, describe_holder, lock_holder
 from gradlab.trainer import EVENTS, Trainer, pick_device
 
@@ -48,6 +49,12 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise RunFolderError(f"out: {str(out)!r} is in use by another gradlab run ({describe_holder(holder)}); "
                              "wait for it to finish or choose another folder")
     if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not overwrite:
+        if (out / "summary.json").is_file():
+            raise RunFolderError(f"out: {str(out)!r} already holds a finished run; pass --overwrite (overwrite=True) "
+                                 "to replace it, or --resume (resume=True) to keep it")
+        if (out / "config.yaml").is_file():
+            raise RunFolderError(f"out: {str(out)!r} already holds files of an unfinished run; pass --resume "
+                                 "(resume=True) to continue it or --overwrite (overwrite=True) to start again")
         raise RunFolderError(f"out: {str(out)!r} already holds files; choose another folder or pass --overwrite")
     ancestor = next(p for p in [out, *out.absolute().parents] if p.exists())
     if not ancestor.is_dir():
@@ -113,22 +120,32 @@ def build_trainer(cfg: RunConfig, callbacks=()) -> Trainer:
     return trainer
 
 
-def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool = False,
+def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool = False, resume: bool = False,
         **overrides) -> RunRecord:
     """Train one class-incremental run and write its record folder; returns the loaded record.
 
     ``cfg`` may be a :class:`RunConfig`, a dict, the path of a YAML file, or None (defaults); keyword
     overrides win, e.g. ``gradlab.run(scenario="digits", tasks=3, epochs=2, out="runs/x")``. Every check runs
     before training; the folder is locked for the run's life, and ``overwrite`` replaces an earlier record only
-    once the new run has finished. A run that diverges raises :class:`RunDiverged` and its folder says so.
+    once the new run has finished. ``resume`` continues an interrupted run in ``out`` from its newest checkpoint
+    (settings must equal the stored ones; a finished run is returned as it is). A run that diverges raises
+    :class:`RunDiverged` and its folder says so.
     """
     cfg = as_config(cfg, overrides)
     callbacks = check_callbacks(callbacks)
-    if not isinstance(overwrite, bool):
-        raise ConfigError(f"overwrite must be true or false, got {overwrite!r}")
+    for name, value in (("overwrite", overwrite), ("resume", resume)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if overwrite and resume:
+        raise ConfigError("overwrite and resume contradict each other: resume continues the run in the folder, "
+                          "overwrite replaces it; pass one of them")
     pick_device(cfg.device)  # fails early when cuda is asked for but absent
     out = Path(cfg.out) if cfg.out else default_out(cfg)
-    check_out_dir(out, overwrite)
+    plan = plan_resume(out, cfg) if resume else None
+    if plan is not None and plan.finished:
+        return RunRecord(out)
+    if plan is None or not plan.in_place:
+        check_out_dir(out, overwrite)
     check_source(cfg.scenario, cfg.data_root, cfg.download)
     method = build_method(cfg.method, cfg, **cfg.method_args)
     try:
@@ -141,16 +158,20 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     for line in cfg.unused_settings():
         warnings.warn(line, SettingWarning, stacklevel=2)
     ctx = build_context(cfg, scenario, method)
-    folder = RunFolder(out, overwrite).open()
-    probe_log = ProbeLog()
+    folder = RunFolder(out, overwrite, resume=plan is not None and plan.in_place).open()
+    probe_log = plan.probe_log() if plan is not None else ProbeLog()
     probes = build_probes(cfg.probes, probe_log, every=cfg.probe_every)
     writer = RecordWriter(folder.train_dir, probe_log=probe_log, extra_summary={
         "method": cfg.method, "scenario": cfg.scenario, "seed": cfg.seed, "device": str(ctx.device),
         "task_sizes": scenario.task_sizes, "gradlab_version": gradlab.__version__,
         "torch_version": torch.__version__, "python": platform.python_version()})
+    if plan is not None and plan.in_place:
+        writer.extra_summary["resumed_from"] = plan.describe()
     timer = _WallClock(writer, time.perf_counter())
     try:
-        Trainer(ctx, method, callbacks=[*callbacks, *probes, DivergenceGuard(), timer, writer]).fit()
+        trainer = Trainer(ctx, method, callbacks=[*callbacks, *probes, DivergenceGuard(), timer, writer])
+        writer.trainer = trainer
+        trainer.fit(resume=plan.hook(writer) if plan is not None else None)
     except RunDiverged as err:
         writer.mark_failed("diverged", str(err), phases_done=max(ctx.phase, 0))
         folder.abandon()

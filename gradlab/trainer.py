@@ -60,23 +60,31 @@ class Trainer:
             getattr(callback, event, lambda ctx: None)(self.ctx)
 
     # ------------------------------------------------------------------ the run
-    def fit(self) -> Context:
+    def fit(self, resume=None) -> Context:
+        """Every phase in order. ``resume(trainer) -> (first phase, within)`` (gradlab.runner) restores a
+        checkpoint first; ``within(trainer) -> next epoch`` restores the inside of that first phase."""
         ctx = self.ctx
         ctx.correct = np.full((ctx.scenario.num_tasks, ctx.scenario.num_classes), np.nan)
         self.method.ctx = ctx
         self.emit("before_run")
-        phases = tqdm(ctx.scenario.tasks, desc="phases", disable=not ctx.cfg.progress)
+        first, within = resume(self) if resume is not None else (0, None)
+        phases = tqdm(ctx.scenario.tasks[first:], desc="phases", disable=not ctx.cfg.progress,
+                      initial=first, total=ctx.scenario.num_tasks)
         for task in phases:
-            self.run_phase(task)
+            self.run_phase(task, within if task.index == first else None)
             acc = np.nansum(ctx.correct[task.index]) / ctx.scenario.test_counts[: ctx.num_seen].sum()
             phases.set_postfix(acc=f"{acc:.3f}")
         self.emit("after_run")
         return ctx
 
-    def run_phase(self, task) -> None:
+    def run_phase(self, task, within=None) -> None:
         self.begin_phase(task)
         cfg = self.ctx.cfg
-        epochs = tqdm(range(cfg.epochs), desc=f"phase {task.index}", leave=False, disable=not cfg.progress)
+        start = within(self) if within is not None else 0
+        if start > 0 and self.schedule.finished:         # resumed after the patience schedule had stopped
+            start = cfg.epochs
+        epochs = tqdm(range(start, cfg.epochs), desc=f"phase {task.index}", leave=False, disable=not cfg.progress,
+                      initial=start, total=cfg.epochs)
         for epoch in epochs:
             epochs.set_postfix(loss=f"{self.train_epoch(epoch):.3f}")
             if self.schedule.finished:                   # the patience schedule ran out of lr

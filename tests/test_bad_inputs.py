@@ -236,7 +236,7 @@ def test_a_folder_killed_in_phase_0_loads_as_incomplete(finished_run, tmp_path):
     _keep_only("config.yaml", "classes.parquet")(folder)
     with pytest.warns(RunFolderWarning, match="unfinished run .* 0 phase"):
         record = load_run(folder)
-    assert record.status == "incomplete" and not record.complete and "cannot be resumed" in record.explain()
+    assert record.status == "incomplete" and not record.complete and "--resume" in record.explain()
 
 
 @pytest.mark.parametrize("content, phase, names", [
@@ -262,7 +262,7 @@ def test_existing_file_non_empty_and_locked_out_folders(finished_run, tmp_path, 
     code, err = _cli([*DIGITS, "--out", str(tmp_path / "file")], capsys)
     assert code == 2 and "is not a folder" in err
     code, err = _cli([*DIGITS, "--out", str(finished_run)], capsys)
-    assert code == 2 and "already holds files" in err and "--overwrite" in err
+    assert code == 2 and "already holds a finished run" in err and "--overwrite" in err and "--resume" in err
     locked = tmp_path / "locked"
     locked.mkdir()
     (locked / ".lock").write_text('{"pid": %d, "host": "elsewhere", "started": 0}' % 1)

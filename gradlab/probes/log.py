@@ -24,6 +24,29 @@ class ProbeLog:
     def __len__(self) -> int:
         return sum(len(chunk[4]) for chunk in self._chunks)
 
+    def truncate(self, rows: int) -> None:
+        """Keep the first ``rows`` rows (a resumed run drops what was logged after its checkpoint)."""
+        kept, total = [], 0
+        for chunk in self._chunks:
+            if total + len(chunk[4]) > rows:
+                break
+            kept.append(chunk)
+            total += len(chunk[4])
+        self._chunks = kept
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> "ProbeLog":
+        """The log a ``frame()`` came from (``probes.parquet`` read back), chunk by chunk."""
+        log = cls()
+        if len(frame):
+            keys = frame[["phase", "epoch", "step", "term"]].astype(str).agg("|".join, axis=1).to_numpy()
+            starts = np.flatnonzero((frame["class"].to_numpy() == 0) | np.r_[True, keys[1:] != keys[:-1]])
+            for start, end in zip(starts, [*starts[1:], len(frame)]):
+                row = frame.iloc[start]
+                log._chunks.append((int(row.phase), int(row.epoch), int(row.step), str(row.term),
+                                    frame["value"].to_numpy(np.float64)[start:end].copy()))
+        return log
+
     def frame(self) -> pd.DataFrame:
         if not self._chunks:
             return pd.DataFrame({c: pd.Series(dtype="int64" if c not in ("term", "value") else
