@@ -1,4 +1,5 @@
-"""Command line: ``gradlab run [CONFIG.yaml] --flags``, ``gradlab figures [--quick]``, ``gradlab compare --methods a,b`` and ``gradlab info``.
+"""Command line: ``gradlab run [CONFIG.yaml] --flags``, ``gradlab figures [--quick]``, ``gradlab compare --methods a,b``,
+``gradlab sweep SWEEP.yaml --out DIR``, ``gradlab data`` and ``gradlab info``.
 
 Flags override the YAML file; the YAML overrides presets; presets override defaults.
 """
@@ -163,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="image-file sources: write DIR/train.txt and DIR/test.txt ('<path> <label>', the whole "
                            "source, e.g. the ImageNetSubset) and DIR/train_<order>.txt (the long-tailed training "
                            "images before the hold-out), labels as in the source")
+    sweep = sub.add_parser("sweep", help="train every run of a sweep file in parallel (Ray) and tabulate mean ± std "
+                                         "over seeds")
+    sweep.add_argument("file", help="YAML with keys base (run settings), grid (field -> list) and/or list "
+                                    "(partial settings)")
+    sweep.add_argument("--out", required=True, help="folder for runs/, sweep.csv and sweep.md")
+    sweep.add_argument("--backend", default="ray", help="ray (default: a local Ray runtime, or --address) | local "
+                                                        "(worker processes on this machine)")
+    sweep.add_argument("--address", default=None, help="an existing Ray cluster, e.g. ray://head:10001 or auto")
+    sweep.add_argument("--cpus-per-run", type=int, default=1, help="CPU cores (torch threads) per run (default 1)")
+    sweep.add_argument("--gpus-per-run", type=float, default=0.0,
+                       help="GPUs per run; 0.25 packs four runs on one GPU (default 0)")
+    sweep.add_argument("--workers", type=int, default=None, help="local backend: worker processes (default: cores)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress lines")
     sub.add_parser("info", help="list scenarios, orders, presets and methods")
     return parser
 
@@ -295,6 +309,20 @@ def command_compare(ns: argparse.Namespace) -> int:
     return 0
 
 
+def command_sweep(ns: argparse.Namespace) -> int:
+    from gradlab.sweep import run_sweep
+
+    if ns.address and ns.backend != "ray":
+        raise ConfigError(f"--address is a Ray cluster: it needs --backend ray, got --backend {ns.backend}")
+    log = (lambda line: None) if ns.quiet else None
+    table = run_sweep(ns.file, ns.out, backend=ns.backend, address=ns.address, cpus_per_run=ns.cpus_per_run,
+                      gpus_per_run=ns.gpus_per_run, workers=ns.workers, log=log)
+    print((Path(ns.out) / "sweep.md").read_text())
+    failed = int((table.status != "complete").sum())
+    print(f"written: {ns.out}/sweep.csv, {ns.out}/sweep.md ({len(table)} runs, {failed} did not finish)")
+    return 1 if failed else 0
+
+
 def command_info() -> int:
     from gradlab.data.profiles import ORDERS
     from gradlab.data.scenario import list_scenarios
@@ -341,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         commands = {"info": lambda: command_info(), "run": lambda: command_run(ns), "figures": lambda: command_figures(ns),
-                    "compare": lambda: command_compare(ns), "data": lambda: command_data(ns)}
+                    "compare": lambda: command_compare(ns), "data": lambda: command_data(ns),
+                    "sweep": lambda: command_sweep(ns)}
         with warnings.catch_warnings():
             _warnings_as_lines()
             return commands[ns.command]()

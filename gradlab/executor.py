@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from gradlab.config import RunConfig
+from gradlab.config import ConfigError, RunConfig
 from gradlab.records import RunRecord
 from gradlab.runfolder import RunFolderError
 
@@ -70,13 +70,30 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _train(cfg_dict: dict, folder: str) -> tuple[str, float]:
-    """Worker body: one run into ``folder``; returns (folder, seconds)."""
+def train_into(cfg_dict: dict, folder: str) -> tuple[str, float]:
+    """One run into ``folder``, resuming what an interrupted run left there; returns (folder, seconds).
+    A folder that cannot be resumed (damaged, or another gradlab version's) is trained again from scratch."""
     import gradlab
+    from gradlab.runfolder import RunFolderError
 
     start = time.perf_counter()
-    gradlab.run(cfg_dict, overwrite=True, out=folder, progress=False)
+    try:
+        gradlab.run(cfg_dict, resume=True, out=folder, progress=False)
+    except RunFolderError as err:
+        if "in use" in str(err) or "diverged" in str(err):
+            raise
+        gradlab.run(cfg_dict, overwrite=True, out=folder, progress=False)
     return folder, time.perf_counter() - start
+
+
+def _ray_train(cfg_dict: dict, folder: str, threads: int, cwd: str) -> tuple[str, float]:
+    """Ray task body: this machine's threads for the run, relative paths as the driver sees them."""
+    import torch
+
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    torch.set_num_threads(threads)
+    return train_into(cfg_dict, folder)
 
 
 def default_workers(n_runs: int) -> int:
@@ -85,12 +102,22 @@ def default_workers(n_runs: int) -> int:
     return max(1, min(cores, n_runs))
 
 
-def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache", workers: int | None = None,
-             threads: int = 1, log=None) -> dict[str, RunRecord]:
-    """Records for ``configs`` ({name: RunConfig}): cached ones loaded, the others trained.
+def one_line(err: BaseException) -> str:
+    """An error as one line; a Ray task error is reported by its cause."""
+    cause = getattr(err, "cause", None) or err
+    return " ".join(f"{type(cause).__name__}: {cause}".split())
 
-    Identical settings under several names train once. ``log`` (default: print to stderr) receives
-    one progress line per finished run, with the elapsed time and an estimate of what is left.
+
+def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache", workers: int | None = None,
+             threads: int = 1, log=None, backend: str = "local", address: str | None = None,
+             gpus_per_run: float = 0.0, errors: dict | None = None) -> dict[str, RunRecord]:
+    """Records for ``configs`` ({name: RunConfig}): cached ones loaded, unfinished ones resumed, the others trained.
+
+    Identical settings under several names train once. ``backend``: ``local`` (worker processes on this
+    machine, or this process on CUDA) or ``ray`` (tasks of ``threads`` CPUs and ``gpus_per_run`` GPUs on a
+    local Ray runtime, or on the cluster at ``address``). ``log`` (default: stderr) gets one line per finished
+    run. A failed run does not stop the others; then, with ``errors`` (a dict), its one-line error is stored
+    there under each of its names and its name is left out of the result; without, the first is raised.
     """
     log = log if log is not None else (lambda line: print(line, file=sys.stderr, flush=True))
     keys = {name: run_key(cfg) for name, cfg in configs.items()}
@@ -106,14 +133,12 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
             done[key] = record
     todo = [key for key in by_key if key not in done]
     if todo:
-        log(f"{len(by_key)} distinct runs: {len(done)} cached, {len(todo)} to train")
-    on_cpu = all(by_key[k].device != "cuda" for k in todo)
-    workers = default_workers(len(todo)) if workers is None else max(1, int(workers))
-    start, errors = time.perf_counter(), []
+        log(f"{len(by_key)} distinct runs: {len(done)} finished before, {len(todo)} to train")
+    start, failed = time.perf_counter(), {}
 
     def finished(key: str, seconds: float) -> None:
         done[key] = RunRecord(Path(cache_dir) / key)
-        count = sum(1 for k in todo if k in done)
+        count = sum(1 for k in todo if k in done or k in failed)
         elapsed = time.perf_counter() - start
         left = elapsed / count * (len(todo) - count)
         acc = done[key].summary.get("average_incremental_accuracy")
@@ -121,26 +146,34 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
             + (f", avg. inc. acc. {100 * acc:.1f} %" if acc is not None else "")
             + f" | {elapsed:.0f} s elapsed, ~{left:.0f} s left")
 
-    if todo and (workers == 1 or not on_cpu):
+    def fail(key: str, err: BaseException) -> None:
+        failed[key] = one_line(err)
+        count = sum(1 for k in todo if k in done or k in failed)
+        log(f"[{count}/{len(todo)}] {names_of[key][0]} ({key}) FAILED: {failed[key]}")
+
+    folders = {key: str(Path(cache_dir) / key) for key in todo}
+    workers = default_workers(len(todo)) if workers is None else max(1, int(workers))
+    if todo and backend == "ray":
+        _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished, fail)
+    elif todo and (workers == 1 or any(by_key[k].device == "cuda" for k in todo)):
         import torch
 
         before = torch.get_num_threads()
-        if on_cpu:
+        if all(by_key[k].device != "cuda" for k in todo):
             torch.set_num_threads(threads)      # the same numbers as in a worker process
         try:
             for key in todo:
                 try:
-                    _, seconds = _train(by_key[key].to_dict(), str(Path(cache_dir) / key))
-                    finished(key, seconds)
-                except Exception as err:  # noqa: BLE001 - reported with the run's name below
-                    errors.append((key, err))
+                    finished(key, train_into(by_key[key].to_dict(), folders[key])[1])
+                except Exception as err:  # noqa: BLE001 - reported with the run's name
+                    fail(key, err)
         finally:
             torch.set_num_threads(before)
     elif todo:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                  initargs=(threads,)) as pool:
-            pending = {pool.submit(_train, by_key[k].to_dict(), str(Path(cache_dir) / k)): k for k in todo}
+            pending = {pool.submit(train_into, by_key[k].to_dict(), folders[k]): k for k in todo}
             while pending:
                 ready, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in ready:
@@ -148,9 +181,33 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
                     try:
                         finished(key, future.result()[1])
                     except Exception as err:  # noqa: BLE001
-                        errors.append((key, err))
-    if errors:
-        key, err = errors[0]
-        raise RuntimeError(f"{len(errors)} of {len(todo)} runs failed; first: {names_of[key][0]} ({key}): "
-                           f"{type(err).__name__}: {err}") from err
-    return {name: done[keys[name]] for name in configs}
+                        fail(key, err)
+    if failed and errors is None:
+        key = next(iter(failed))
+        raise RuntimeError(f"{len(failed)} of {len(todo)} runs failed; first: {names_of[key][0]} ({key}): {failed[key]}")
+    for key, message in failed.items():
+        for name in names_of[key]:
+            errors[name] = message
+    return {name: done[keys[name]] for name in configs if keys[name] in done}
+
+
+def _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished, fail) -> None:
+    """One Ray task per run (``threads`` CPUs, ``gpus_per_run`` GPUs), results taken as they finish."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray backend needs Ray: pip install 'ray>=2.9' (or use the local backend)") from None
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=default_workers(10 ** 6), include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=threads, num_gpus=gpus_per_run, max_retries=0)(_ray_train)
+    pending = {task.remote(by_key[k].to_dict(), folders[k], threads, os.getcwd()): k for k in todo}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(ready[0])
+        try:
+            finished(key, ray.get(ready[0])[1])
+        except Exception as err:  # noqa: BLE001 - a failed run is reported, the others go on
+            fail(key, err)

@@ -27,13 +27,18 @@ class RunFolderError(ConfigError):
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:          # exists, owned by someone else
-        return True
-    return True
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True                  # no /proc (macOS): trust kill(0)
+    return state not in ("Z", "X")
 
 
 def lock_holder(folder: str | os.PathLike) -> dict | None:
