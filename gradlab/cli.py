@@ -93,6 +93,16 @@ def _add_run_flags(parser: argparse.ArgumentParser, method_arg_help: str) -> Non
                         metavar="KEY=VALUE", help=method_arg_help)
 
 
+def _add_executor_flags(parser: argparse.ArgumentParser, workers: bool = True) -> None:
+    """How many runs train: worker processes here (local), or tasks on Ray (this machine or a cluster)."""
+    parser.add_argument("--backend", default="local", help="local (worker processes on this machine; default) | "
+                                                           "ray (a local Ray runtime, or the cluster at --address)")
+    parser.add_argument("--address", default=None, help="an existing Ray cluster (with --backend ray), e.g. auto")
+    if workers:
+        parser.add_argument("--workers", type=int, default=None, help="local backend: worker processes "
+                                                                      "(default: one per core)")
+
+
 def _run_config(ns: argparse.Namespace, not_settings: tuple) -> RunConfig:
     """The RunConfig of a `run`-style command: YAML file, then flags (``not_settings`` are other options)."""
     values = {k: v for k, v in vars(ns).items() if k not in ("command", "config", *not_settings)}
@@ -139,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "cifar100: DATA_ROOT/cifar-100-python)")
     figures.add_argument("--download", type=_bool, default=argparse.SUPPRESS,
                          help="download missing datasets with torchvision (needs internet)")
+    _add_executor_flags(figures, workers=False)
     figures.add_argument("--quiet", action="store_true", help="no progress lines")
     compare = sub.add_parser("compare", help="run several methods on one scenario and tabulate them")
     compare.add_argument("config", nargs="?", help="YAML file with RunConfig keys (flags override it)")
@@ -154,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "e.g. wa:clip=false")
     compare.add_argument("--out", default="runs/compare", help="folder for comparison.{csv,md} and the figure")
     compare.add_argument("--cache", default="runs/cache", help="folder of cached runs (default runs/cache)")
-    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare.add_argument("--seeds", type=_seeds, default=None,
+                         help="comma list of seeds: mean ± std over them (default: --seed, one run per method)")
+    _add_executor_flags(compare, workers=False)      # --workers is the run setting (DataLoader workers) here
+    compare.add_argument("--quiet", action="store_true", help="no progress lines")
     data = sub.add_parser("data", help="print a configuration's per-class and per-task counts and class order "
                                        "(check a protocol before a long run)")
     _add_run_flags(data, "accepted as in `run`; it does not change the data")
@@ -282,7 +296,8 @@ def command_figures(ns: argparse.Namespace) -> int:
     if ns.workers is not None and ns.workers < 1:
         raise ConfigError(f"--workers must be an integer >= 1, got {ns.workers}")
     written = make_figures(out=ns.out, quick=ns.quick, scenario=ns.scenario, device=ns.device, cache_dir=ns.cache,
-                           only=ns.only, workers=ns.workers, progress=not ns.quiet, **overrides)
+                           only=ns.only, workers=ns.workers, progress=not ns.quiet, backend=ns.backend,
+                           address=ns.address, **overrides)
     for name, paths in written.items():
         print(f"{name}: {', '.join(str(p) for p in paths)}")
     return 0
@@ -291,7 +306,7 @@ def command_figures(ns: argparse.Namespace) -> int:
 def command_compare(ns: argparse.Namespace) -> int:
     from gradlab.compare import compare
 
-    skip = ("command", "config", "methods", "method_args", "out", "cache", "quiet")
+    skip = ("command", "config", "methods", "method_args", "out", "cache", "quiet", "seeds", "backend", "address")
     values = {k: v for k, v in vars(ns).items() if k not in skip}
     settings = RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
     settings = {k: v for k, v in settings.to_dict().items() if k not in ("method", "method_args", "out", "progress")}
@@ -303,7 +318,7 @@ def command_compare(ns: argparse.Namespace) -> int:
         per_method.setdefault(method, []).append(pair)
     method_args = {method: _method_args(pairs) for method, pairs in per_method.items()}
     table = compare(ns.methods, out=ns.out, cache_dir=ns.cache, method_args=method_args, progress=not ns.quiet,
-                    **settings)
+                    seeds=ns.seeds, backend=ns.backend, address=ns.address, **settings)
     print((Path(ns.out) / "comparison.md").read_text())
     print(f"written: {ns.out}/comparison.csv, comparison.md, accuracy_curves.png/.pdf/.csv ({len(table)} methods)")
     return 0

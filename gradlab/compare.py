@@ -66,50 +66,81 @@ def comparison_configs(methods, method_args: dict | None = None, **settings) -> 
 
 
 def comparison_table(records: dict) -> pd.DataFrame:
-    """One row per method with the summary metrics (fractions; None where undefined)."""
+    """One row per method with the summary metrics (fractions; None where undefined). ``records``:
+    {method: RunRecord}, or {method: {seed: RunRecord}} for mean, sample std (``<metric>_std``) and ``seeds``."""
     from gradlab.methods import list_methods
 
     about = list_methods()
     rows = []
-    for name, record in records.items():
-        row = {"method": name, "description": about.get(record.config.method, "")}
-        row.update({key: record.summary.get(key) for key in COLUMNS})
+    for name, runs in records.items():
+        runs = runs if isinstance(runs, dict) else {runs.config.seed: runs}
+        first = next(iter(runs.values()))
+        row = {"method": name, "description": about.get(first.config.method, ""), "seeds": len(runs)}
+        for key in COLUMNS:
+            values = pd.Series([r.summary.get(key) for r in runs.values()], dtype="float64")
+            row[key] = None if values.isna().all() else float(values.mean())
+            row[f"{key}_std"] = float(values.std(ddof=1)) if values.notna().sum() > 1 else None
         rows.append(row)
-    return pd.DataFrame(rows, columns=["method", "description", *COLUMNS])
+    return pd.DataFrame(rows, columns=["method", "description", "seeds", *COLUMNS, *(f"{k}_std" for k in COLUMNS)])
 
 
 def markdown(table: pd.DataFrame, settings: str) -> str:
-    """The comparison as a markdown table, in percent."""
-    header = ["method", *COLUMNS.values()]
+    """The comparison as a markdown table, in percent (mean ± sample std over seeds when there are several)."""
+    header = ["method", "seeds", *COLUMNS.values()]
     lines = [f"Settings: {settings}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for _, row in table.iterrows():
-        cells = [f"`{row['method']}`"] + ["–" if pd.isna(row[k]) else f"{100 * row[k]:.1f}" for k in COLUMNS]
+        cells = [f"`{row['method']}`", str(row["seeds"])]
+        for key in COLUMNS:
+            if pd.isna(row[key]):
+                cells.append("–")
+            elif pd.isna(row[f"{key}_std"]):
+                cells.append(f"{100 * row[key]:.1f}")
+            else:
+                cells.append(f"{100 * row[key]:.1f} ± {100 * row[f'{key}_std']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Percent. Weighted: over all seen test images; task mean: the unweighted mean over tasks "
-              "(official DGR / LT-CIL print). Forgetting: FACIL, last phase. many / medium / few: final accuracy "
-              "by training count (> 100, 20–100, < 20)."]
+    lines += ["", "Percent; with several seeds, mean ± sample standard deviation over them. Weighted: over all seen "
+              "test images; task mean: the unweighted mean over tasks (official DGR / LT-CIL print). Forgetting: "
+              "FACIL, last phase. many / medium / few: final accuracy by training count (> 100, 20–100, < 20)."]
     return "\n".join(lines) + "\n"
 
 
 def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "runs/cache",
-            method_args: dict | None = None, progress: bool = False, **settings) -> pd.DataFrame:
-    """Run (or reuse) every method on the same scenario and write the comparison files into ``out``."""
-    from gradlab.figures import cached_run, check_figure_inputs, write_figure
+            method_args: dict | None = None, progress: bool = False, seeds=None, backend: str = "local",
+            address: str | None = None, workers: int | None = None, **settings) -> pd.DataFrame:
+    """Run (or reuse) every method on the same scenario, for every seed of ``seeds`` (default: the settings'
+    seed), in parallel through :func:`gradlab.executor.run_many` (``backend`` local or ray), and write the
+    comparison files into ``out``."""
+    import sys
+
+    from gradlab.executor import run_many
+    from gradlab.figures import check_figure_inputs, write_figure
     from gradlab.plots import figures as F
     from gradlab.plots import tables as T
 
     configs = comparison_configs(methods, method_args, **settings)
+    seeds = [next(iter(configs.values())).seed] if seeds is None else list(seeds)
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
+    runs = {(name, seed): RunConfig.from_dict({**cfg.to_dict(), "seed": seed})
+            for name, cfg in configs.items() for seed in seeds}
     out = Path(out)
-    check_figure_inputs(configs.values(), out)
+    check_figure_inputs(runs.values(), out)
     out.mkdir(parents=True, exist_ok=True)
-    records = {name: cached_run(cfg, cache_dir, progress) for name, cfg in configs.items()}
+    log = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda line: None)
+    named = run_many({f"{name} seed {seed}": cfg for (name, seed), cfg in runs.items()}, cache_dir, workers=workers,
+                     log=log, backend=backend, address=address)
+    records = {name: {seed: named[f"{name} seed {seed}"] for seed in seeds} for name in configs}
     table = comparison_table(records)
     first = next(iter(configs.values()))
     base = "even" if first.base is None else first.base
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
     described = (f"scenario {first.scenario}, order {first.order}, rho {first.rho:g}, tasks {first.tasks}, "
-                 f"base {base}, memory {first.memory}, model {first.model}, epochs {first.epochs}, seed {first.seed}")
+                 f"base {base}, memory {first.memory}, model {first.model}, epochs {first.epochs}, {seed_text}")
     write_text(out / "comparison.csv", table.to_csv(index=False))
     write_text(out / "comparison.md", markdown(table, described))
-    curves = T.accuracy_curves(records)
-    write_figure(out / "accuracy_curves", F.accuracy_curves(curves), curves)
+    curves = T.per_seed(T.accuracy_curves, {seed: {name: records[name][seed] for name in configs} for seed in seeds})
+    mean_curves = curves.groupby(["label", "phase"], sort=False, as_index=False)[["acc_all_seen", "acc_task_mean"]].mean()
+    write_figure(out / "accuracy_curves", F.accuracy_curves(mean_curves), curves)
     return table

@@ -133,13 +133,15 @@ def plan_configs(plans: dict) -> dict:
             for seed, cfg in runs.items()}
 
 
-def run_plans(plans: dict, cache_dir: str | Path = "runs/cache", workers: int | None = None, log=None) -> dict:
+def run_plans(plans: dict, cache_dir: str | Path = "runs/cache", workers: int | None = None, log=None,
+              backend: str = "local", address: str | None = None) -> dict:
     """{(figure, key, seed): RunRecord} for {figure: figure_plan(...)}: cached runs loaded, the others
     trained in parallel (:func:`gradlab.executor.run_many`; runs shared between figures train once)."""
     configs = plan_configs(plans)
     named = {" ".join(map(str, [name, *(key if isinstance(key, tuple) else [key]), "seed", seed])): cfg
              for (name, key, seed), cfg in configs.items()}
-    return dict(zip(configs, run_many(named, cache_dir, workers=workers, log=log).values()))
+    return dict(zip(configs, run_many(named, cache_dir, workers=workers, log=log, backend=backend,
+                                      address=address).values()))
 
 
 def figure_tables(plans: dict, records: dict) -> dict:
@@ -182,7 +184,8 @@ def figure_verdicts(tables: dict) -> list:
 
 def make_figures(out: str | Path = "figures", quick: bool = True, scenario: str = "fashion_mnist",
                  device: str = "auto", cache_dir: str | Path = "runs/cache", only=None, seeds=SEEDS,
-                 workers: int | None = None, progress: bool = False, **overrides) -> dict[str, list[Path]]:
+                 workers: int | None = None, progress: bool = False, backend: str = "local",
+                 address: str | None = None, **overrides) -> dict[str, list[Path]]:
     """Run (or reuse) what the figures need and write them with their CSVs and a README; returns the files."""
     from gradlab.figures_readme import figures_readme
     from gradlab.plots import paper as P
@@ -200,7 +203,9 @@ def make_figures(out: str | Path = "figures", quick: bool = True, scenario: str 
                  if (Path(cache_dir) / run_key(cfg) / "summary.json").is_file())
     start = time.perf_counter()
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda line: None)
-    records = run_plans(plans, cache_dir, workers, log)
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
+    records = run_plans(plans, cache_dir, workers, log, backend, address)
     seconds = time.perf_counter() - start
     tables = figure_tables(plans, records)
     rows = figure_verdicts(tables)

@@ -94,3 +94,24 @@ def test_cli_compare_passes_method_args_to_one_method(tmp_path, capsys):
                      *common]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_compare_over_seeds_on_ray_gives_mean_and_std(tmp_path):
+    import ray
+
+    try:
+        table = compare(["ce", "dgr"], out=tmp_path / "cmp", cache_dir=tmp_path / "cache", seeds=[0, 1],
+                        backend="ray", **SMALL)
+    finally:
+        ray.shutdown()
+    runs = [gradlab.load_run(p) for p in (tmp_path / "cache").iterdir()]
+    assert sorted((r.config.method, r.config.seed) for r in runs) == [("ce", 0), ("ce", 1), ("dgr", 0), ("dgr", 1)]
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "seeds 0, 1" in md
+    for _, row in table.iterrows():
+        values = pd.Series([r.summary["average_incremental_accuracy"] for r in runs if r.config.method == row.method])
+        assert row.seeds == 2 and row.average_incremental_accuracy == pytest.approx(values.mean())
+        assert row.average_incremental_accuracy_std == pytest.approx(values.std(ddof=1))
+        assert f"| `{row.method}` | 2 | {100 * values.mean():.1f} ± {100 * values.std(ddof=1):.1f} |" in md
+    curves = pd.read_csv(tmp_path / "cmp" / "accuracy_curves.csv")
+    assert sorted(curves.seed.unique()) == [0, 1]
