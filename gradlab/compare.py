@@ -141,6 +141,5 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
     write_text(out / "comparison.csv", table.to_csv(index=False))
     write_text(out / "comparison.md", markdown(table, described))
     curves = T.per_seed(T.accuracy_curves, {seed: {name: records[name][seed] for name in configs} for seed in seeds})
-    mean_curves = curves.groupby(["label", "phase"], sort=False, as_index=False)[["acc_all_seen", "acc_task_mean"]].mean()
-    write_figure(out / "accuracy_curves", F.accuracy_curves(mean_curves), curves)
+    write_figure(out / "accuracy_curves", F.accuracy_curves(curves), curves)
     return table

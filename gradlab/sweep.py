@@ -147,3 +147,30 @@ def sweep_markdown(table: pd.DataFrame, swept, source: str) -> str:
         lines += ["", "Runs that did not finish:", ""]
         lines += [f"- {row.folder}: {row.status}: {row.get('error')}" for _, row in failed.iterrows()]
     return "\n".join(lines) + "\n"
+
+
+def sweep_records(out) -> dict:
+    """The finished runs of a sweep folder as {setting: {seed: RunRecord}} (setting: the swept values but the
+    seed, e.g. "method=dgr"), read from ``OUT/sweep.csv``."""
+    from gradlab.records import RunRecord
+
+    path = Path(out) / "sweep.csv"
+    if not path.is_file():
+        raise ConfigError(f"{str(path)!r} does not exist: is {str(out)!r} a folder written by gradlab sweep?")
+    table = pd.read_csv(path)
+    setting = [c for c in table.columns[: list(table.columns).index("folder")] if c != "seed"]
+    grouped: dict[str, dict[int, RunRecord]] = {}
+    for _, row in table[table.status == "complete"].iterrows():
+        label = ", ".join(f"{c}={row[c]}" for c in setting) or "base"
+        grouped.setdefault(label, {})[int(row.seed)] = RunRecord(row.folder)
+    return grouped
+
+
+def seed_curves(records: dict) -> pd.DataFrame:
+    """Accuracy after every phase for {label: {seed: RunRecord}}: label, seed, phase, acc_all_seen, acc_task_mean
+    (what :func:`gradlab.plots.figures.accuracy_curves` draws as mean lines with ± 1 std bands)."""
+    from gradlab.plots import tables as T
+
+    frames = [T.accuracy_curves({label: record}).assign(seed=seed)
+              for label, runs in records.items() for seed, record in runs.items()]
+    return pd.concat(frames, ignore_index=True)[["label", "seed", "phase", "acc_all_seen", "acc_task_mean"]]

@@ -1,17 +1,21 @@
 """Sweeps: expanding the file, a real Ray runtime (num_cpus=2) killed halfway and rerun, failures recorded."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from gradlab.config import ConfigError
 from gradlab.runfolder import lock_holder
-from gradlab.sweep import expand_sweep
+from gradlab.plots.figures import accuracy_curves
+from gradlab.sweep import expand_sweep, seed_curves, sweep_records
 
 SWEEP = """\
 base: {scenario: digits, tasks: 3, epochs: 40, probes: []}
@@ -84,6 +88,16 @@ def test_ray_sweep_killed_halfway_reruns_only_what_did_not_finish(tmp_path):
         assert cells[2].startswith(f"{mean:.2f} ±")
     assert "average_forgetting" in markdown and "wall_time_s" in markdown
 
+    records = sweep_records(tmp_path / "out")                  # what the notebook cell plots: seed bands
+    assert sorted(records) == ["method=ce", "method=dgr"] and all(sorted(r) == [0, 1, 2] for r in records.values())
+    curves = seed_curves(records)
+    assert len(curves) == 2 * 3 * 3 and set(curves.phase) == {0, 1, 2}
+    mean = curves[(curves.label == "method=dgr") & (curves.phase == 2)].acc_all_seen.mean()
+    fig = accuracy_curves(curves)
+    line = fig.axes[0].lines[1]
+    assert "3 seeds" in line.get_label() and line.get_ydata()[-1] == pytest.approx(100 * mean)
+    assert len(fig.axes[0].collections) == 2                   # one ± 1 std band per setting
+
 
 def test_a_failed_run_is_recorded_and_the_others_finish(tmp_path):
     (tmp_path / "sweep.yaml").write_text("base: {scenario: digits, tasks: 2, epochs: 2, probes: []}\n"
@@ -95,3 +109,35 @@ def test_a_failed_run_is_recorded_and_the_others_finish(tmp_path):
     assert table.set_index("lr").status.to_dict() == {0.1: "complete", 1e30: "diverged"}
     assert "diverged in phase" in table.set_index("lr").error[1e30]
     assert "Runs that did not finish" in (tmp_path / "out" / "sweep.md").read_text()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_sweep_example_is_the_file_and_figure_5s_protocol_over_5_seeds():
+    from gradlab.figures import figure_plan
+
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / "sweeps" / "fig5_five_seeds.yaml").read_text()
+    assert f"```yaml\n{example}```" in readme
+    assert "gradlab sweep sweeps/fig5_five_seeds.yaml --out runs/sweep-fig5" in readme
+    configs, swept = expand_sweep(yaml.safe_load(example))
+    assert swept == ["method_args", "seed"] and len(configs) == 20
+    ignore = ("out", "progress", "checkpoints")          # the sweep keeps checkpoints so its runs can resume
+    plain = lambda cfg: json.dumps({k: v for k, v in cfg.to_dict().items() if k not in ignore}, sort_keys=True)  # noqa: E731
+    plan = figure_plan("fig5", quick=True, seeds=range(5))
+    assert sorted(map(plain, configs.values())) == sorted(plain(c) for runs in plan.values() for c in runs.values())
+
+
+def test_readme_resume_commands_run_as_printed(tmp_path, monkeypatch, capsys):
+    from gradlab.cli import main
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("**Resume.**"):readme.index("**Sweeps.**")]
+    commands = [line.split()[1:] for line in section.splitlines() if line.startswith("gradlab run ")]
+    assert len(commands) == 2 and commands[1][-1] == "--resume"
+    monkeypatch.chdir(tmp_path)
+    assert main(commands[0]) == 0
+    first = (tmp_path / "runs" / "long" / "summary.json").read_bytes()
+    assert main(commands[1]) == 0                        # finished: nothing is retrained
+    assert (tmp_path / "runs" / "long" / "summary.json").read_bytes() == first

@@ -49,19 +49,26 @@ def _grid(n: int, ncols: int, width: float, height: float, sharey: bool = True, 
 def accuracy_curves(table, metrics=("acc_all_seen", "acc_task_mean"), percent: bool = True) -> Figure:
     """Accuracy after every phase, one line per run, one panel per metric: class-weighted A_t over
     all seen test images (``acc_all_seen``) and the unweighted task mean (``acc_task_mean``).
-    ``table``: :func:`tables.accuracy_curves`.
+    ``table``: :func:`tables.accuracy_curves`; with a ``seed`` column (several seeds per label), the mean line
+    and a ± 1 std band (sample std) per label.
     """
     table = _table(table, tables.accuracy_curves, tables.ACCURACY_COLUMNS)
     titles = {"acc_all_seen": "class-weighted $A_t$", "acc_task_mean": "mean over tasks"}
     scale = 100.0 if percent else 1.0
     labels = list(dict.fromkeys(table["label"]))
     colors = _label_colors(labels)
+    seeds = table["seed"].nunique() if "seed" in table.columns else 1
     fig, axes = _grid(len(metrics), len(metrics), 4.5, 3.6, sharey=True)
     for ax, metric in zip(axes, metrics):
         for i, label in enumerate(labels):
-            frame = table[table["label"] == label].sort_values("phase")
-            ax.plot(frame["phase"], frame[metric] * scale, marker="osD^v"[i % 5], markersize=4,
-                    linestyle="-" if i % 2 == 0 else "--", color=colors[label], label=label)
+            frame = table[table["label"] == label].groupby("phase")[metric].agg(["mean", "std"]).reset_index()
+            name = label if seeds == 1 else f"{label} (mean ± std, {seeds} seeds)"
+            ax.plot(frame["phase"], frame["mean"] * scale, marker="osD^v"[i % 5], markersize=4,
+                    linestyle="-" if i % 2 == 0 else "--", color=colors[label], label=name)
+            if seeds > 1:
+                band = frame["std"].fillna(0.0)
+                ax.fill_between(frame["phase"], (frame["mean"] - band) * scale, (frame["mean"] + band) * scale,
+                                color=colors[label], alpha=0.2, linewidth=0)
         ax.set_xticks(sorted(table["phase"].unique()))
         ax.set_title(titles.get(metric, metric))
         ax.set_xlabel("phase")
