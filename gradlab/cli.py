@@ -246,30 +246,11 @@ def command_data(ns: argparse.Namespace) -> int:
         atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
         print(f"\nwritten: {path}")
     if ns.write_lists:
+        from gradlab.data.sources.files import write_scenario_lists
+
         for path in write_scenario_lists(scenario, Path(ns.write_lists)):
             print(f"written: {path}")
     return 0
-
-
-def write_scenario_lists(scenario, folder: Path) -> list[Path]:
-    """train.txt / test.txt of the whole source and train_<order>.txt of the long-tailed training set."""
-    from gradlab.data.sources.files import FileImageSet, write_list
-
-    source = scenario.source
-    if not isinstance(source.train, FileImageSet):
-        raise ConfigError(f"--write-lists: {source.name!r} is not a source of image files; allowed for "
-                          "imagenet_subset, food101, imagenet1k")
-    import numpy as np
-
-    kept = np.sort(np.concatenate([scenario.train.ids, scenario.val.ids]))
-    lists = {"train.txt": (source.train, np.arange(len(source.train))),
-             "test.txt": (source.test, np.arange(len(source.test))),
-             f"train_{scenario.order}.txt": (source.train, kept)}
-    written = []
-    for name, (image_set, ids) in lists.items():
-        write_list(folder / name, image_set.paths[ids], image_set.labels[ids])
-        written.append(folder / name)
-    return written
 
 
 def command_run(ns: argparse.Namespace) -> int:

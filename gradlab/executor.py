@@ -202,6 +202,11 @@ def _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished,
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=default_workers(10 ** 6), include_dashboard=False, log_to_driver=False)
+    have = ray.cluster_resources()
+    for name, asked, key in (("cpus_per_run", threads, "CPU"), ("gpus_per_run", gpus_per_run, "GPU")):
+        if asked > have.get(key, 0):       # Ray would wait for ever on a task no node can take
+            raise ConfigError(f"{name}: {asked:g} asked per run, but the Ray cluster has {have.get(key, 0):g} "
+                              f"{key}(s) in all; lower it (or add nodes that have them)")
     task = ray.remote(num_cpus=threads, num_gpus=gpus_per_run, max_retries=0)(_ray_train)
     pending = {task.remote(by_key[k].to_dict(), folders[k], threads, os.getcwd()): k for k in todo}
     while pending:

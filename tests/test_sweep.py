@@ -141,3 +141,19 @@ def test_readme_resume_commands_run_as_printed(tmp_path, monkeypatch, capsys):
     first = (tmp_path / "runs" / "long" / "summary.json").read_bytes()
     assert main(commands[1]) == 0                        # finished: nothing is retrained
     assert (tmp_path / "runs" / "long" / "summary.json").read_bytes() == first
+
+
+def test_resources_no_node_has_are_refused_instead_of_waiting_for_ever(tmp_path):
+    import ray
+
+    from gradlab.sweep import run_sweep
+
+    (tmp_path / "sweep.yaml").write_text("base: {scenario: digits, tasks: 2, epochs: 1}\ngrid: {seed: [0]}\n")
+    try:
+        with pytest.raises(ConfigError, match=r"gpus_per_run: 0.25 asked per run, but the Ray cluster has 0 GPU"):
+            run_sweep(tmp_path / "sweep.yaml", tmp_path / "out", gpus_per_run=0.25)
+        with pytest.raises(ConfigError, match=r"cpus_per_run: 64 asked per run"):
+            run_sweep(tmp_path / "sweep.yaml", tmp_path / "out", cpus_per_run=64)
+    finally:
+        ray.shutdown()
+    assert not list((tmp_path / "out").glob("runs/*/summary.json"))

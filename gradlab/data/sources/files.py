@@ -120,3 +120,22 @@ def image_files(folder: Path) -> list[str]:
     with os.scandir(folder) as entries:
         return sorted(entry.path for entry in entries
                       if entry.is_file() and entry.name.lower().endswith(IMAGE_SUFFIXES))
+
+
+def write_scenario_lists(scenario, folder: Path) -> list[Path]:
+    """train.txt / test.txt of the whole source and train_<order>.txt of the long-tailed training set."""
+    from gradlab.config import ConfigError
+
+    source = scenario.source
+    if not isinstance(source.train, FileImageSet):
+        raise ConfigError(f"--write-lists: {source.name!r} is not a source of image files; allowed for "
+                          "imagenet_subset, food101, imagenet1k")
+    kept = np.sort(np.concatenate([scenario.train.ids, scenario.val.ids]))
+    lists = {"train.txt": (source.train, np.arange(len(source.train))),
+             "test.txt": (source.test, np.arange(len(source.test))),
+             f"train_{scenario.order}.txt": (source.train, kept)}
+    written = []
+    for name, (image_set, ids) in lists.items():
+        write_list(folder / name, image_set.paths[ids], image_set.labels[ids])
+        written.append(folder / name)
+    return written
