@@ -213,10 +213,32 @@ def check_callbacks(callbacks) -> list:
 
 
 class _WallClock:
-    """Puts the training wall time into the summary."""
+    """Puts the wall time and the throughput into the summary: training images per second (over the epochs'
+    steps, memory included) and evaluation images per second (the test passes after each phase)."""
 
     def __init__(self, writer: RecordWriter, start: float):
         self.writer, self.start = writer, start
+        self.train_s = self.eval_s = 0.0
+        self.train_images = self.eval_images = 0
+
+    def before_epoch(self, ctx) -> None:
+        self.epoch_start = time.perf_counter()
+
+    def after_step(self, ctx) -> None:
+        self.train_images += len(ctx.batch.y)
+
+    def after_epoch(self, ctx) -> None:           # the epoch's loss was read on the host: the device is done
+        self.train_s += time.perf_counter() - self.epoch_start
+
+    def after_task(self, ctx) -> None:
+        self.eval_start = time.perf_counter()
+
+    def after_eval(self, ctx) -> None:            # the correct counts are on the host: the device is done
+        self.eval_s += time.perf_counter() - self.eval_start
+        self.eval_images += int(ctx.scenario.test_counts[: ctx.num_seen].sum())
 
     def after_run(self, ctx) -> None:
-        self.writer.extra_summary["wall_time_s"] = round(time.perf_counter() - self.start, 3)
+        summary = self.writer.extra_summary
+        summary["wall_time_s"] = round(time.perf_counter() - self.start, 3)
+        summary["train_images_per_s"] = round(self.train_images / self.train_s, 1) if self.train_s else None
+        summary["eval_images_per_s"] = round(self.eval_images / self.eval_s, 1) if self.eval_s else None

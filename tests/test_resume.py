@@ -18,7 +18,7 @@ from gradlab.records import load_run
 
 ARGS = ["--scenario", "digits", "--tasks", "3", "--epochs", "12", "--checkpoint-every", "2", "--seed", "5",
         "--quiet", "--probes", "gradients,weights,accuracy"]
-NOT_NUMBERS = ("wall_time_s", "resumed_from")
+NOT_NUMBERS = ("wall_time_s", "resumed_from", "train_images_per_s", "eval_images_per_s")   # timings
 
 
 def _cli(out, *flags, check=True):

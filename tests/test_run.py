@@ -140,3 +140,22 @@ def test_bf16_autocast_runs_on_cpu(tmp_path):
     record = gradlab.run(out=str(tmp_path / "bf16"), precision="bf16", checkpoints=False,
                          **{**DIGITS, "epochs": 1, "tasks": 2})
     assert record.summary["complete"] and torch.isfinite(torch.tensor(record.summary["final_accuracy"]))
+
+
+def test_summary_records_training_and_evaluation_throughput(tmp_path):
+    class Count:
+        train = evaluated = 0
+
+        def after_step(self, ctx):
+            Count.train += len(ctx.batch.y)
+
+        def after_eval(self, ctx):
+            Count.evaluated += int(ctx.scenario.test_counts[: ctx.num_seen].sum())
+
+    record = gradlab.run(out=str(tmp_path / "r"), checkpoints=False, callbacks=[Count()],
+                         **{**DIGITS, "epochs": 2, "tasks": 3})
+    s = record.summary
+    train_s, eval_s = Count.train / s["train_images_per_s"], Count.evaluated / s["eval_images_per_s"]
+    assert Count.train > 0 and Count.evaluated == sum(record.classes.test_count[: sum(s["task_sizes"][:k + 1])].sum()
+                                                      for k in range(3))
+    assert 0 < train_s and 0 < eval_s and train_s + eval_s <= s["wall_time_s"] * 1.01     # parts of the run's time
