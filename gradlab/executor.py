@@ -17,13 +17,12 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-import yaml
-
 from gradlab.config import ConfigError, RunConfig
 from gradlab.records import RunRecord
+from gradlab.resume import NOT_COMPARED, differing_settings
 from gradlab.runfolder import RunFolderError
 
-NOT_HASHED = ("out", "progress", "checkpoint_every")   # settings that do not change a run's numbers
+NOT_HASHED = NOT_COMPARED          # settings that do not change a run's numbers (out, progress, checkpoint_every)
 
 
 def run_key(cfg: RunConfig) -> str:
@@ -34,9 +33,7 @@ def run_key(cfg: RunConfig) -> str:
 
 
 def _same_settings(record: RunRecord, cfg: RunConfig) -> bool:
-    stored = {k: v for k, v in record.config.to_dict().items() if k not in NOT_HASHED}
-    wanted = {k: v for k, v in cfg.to_dict().items() if k not in NOT_HASHED}
-    return yaml.safe_load(yaml.safe_dump(stored)) == yaml.safe_load(yaml.safe_dump(wanted))
+    return not differing_settings(record.config, cfg)
 
 
 def cached_record(cfg: RunConfig, cache_dir: str | Path) -> RunRecord | None:

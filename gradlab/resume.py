@@ -125,6 +125,8 @@ def load_model_state(model: nn.Module, tensors: dict, structure: dict) -> None:
 # ------------------------------------------------------------------------------------- trainer state
 def capture(trainer, writer, within_phase: bool) -> dict:
     """Everything needed to go on from here (the end of a phase, or the end of an epoch inside one)."""
+    from gradlab.records import _plain
+
     ctx = trainer.ctx
     state = {
         "phase": ctx.phase, "model": ctx.model.state_dict(), "model_structure": model_structure(ctx.model),
@@ -141,14 +143,8 @@ def capture(trainer, writer, within_phase: bool) -> dict:
                      schedule=object_state(trainer.schedule, skip=("optimizer", "multistep")),
                      multistep=(trainer.schedule.multistep.state_dict() if hasattr(trainer.schedule, "multistep")
                                 else None),
-                     current_phase_log=json.dumps(ctx.phase_log, default=_plain_json))
+                     current_phase_log=json.dumps(ctx.phase_log, default=_plain))
     return state
-
-
-def _plain_json(value):
-    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def restore_phase(trainer, writer, state: dict, cut_probes: bool = True) -> None:

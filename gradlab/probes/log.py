@@ -38,13 +38,12 @@ class ProbeLog:
     def from_frame(cls, frame: pd.DataFrame) -> "ProbeLog":
         """The log a ``frame()`` came from (``probes.parquet`` read back), chunk by chunk."""
         log = cls()
-        if len(frame):
-            keys = frame[["phase", "epoch", "step", "term"]].astype(str).agg("|".join, axis=1).to_numpy()
-            starts = np.flatnonzero((frame["class"].to_numpy() == 0) | np.r_[True, keys[1:] != keys[:-1]])
-            for start, end in zip(starts, [*starts[1:], len(frame)]):
-                row = frame.iloc[start]
-                log._chunks.append((int(row.phase), int(row.epoch), int(row.step), str(row.term),
-                                    frame["value"].to_numpy(np.float64)[start:end].copy()))
+        classes = frame["class"].to_numpy() if len(frame) else np.empty(0, dtype=np.int64)
+        starts = np.flatnonzero(classes == 0)              # every chunk is one vector: classes 0, 1, ..., n-1
+        values = frame["value"].to_numpy(np.float64) if len(frame) else classes
+        for start, end in zip(starts, [*starts[1:], len(frame)]):
+            row = frame.iloc[start]
+            log._chunks.append((int(row.phase), int(row.epoch), int(row.step), str(row.term), values[start:end].copy()))
         return log
 
     def frame(self) -> pd.DataFrame:
