@@ -21,6 +21,10 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _bool_or_auto(text: str) -> bool | None:
+    return None if text.lower() == "auto" else _bool(text)
+
+
 def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(t) for t in text.split(",") if t.strip()]
@@ -71,7 +75,8 @@ RUN_FLAGS = {
     "--device": ("device", str, "auto | cpu | cuda"),
     "--precision": ("precision", str, "fp32 | bf16 (autocast)"),
     "--workers": ("workers", int, "DataLoader workers for image-file sources (imagenet_subset, food101, imagenet1k)"),
-    "--channels-last": ("channels_last", _bool, "NHWC layout for the convolutions (faster on CPU with bf16)"),
+    "--channels-last": ("channels_last", _bool_or_auto,
+                        "NHWC layout for the convolutions: true, false or auto (the default: on for CPU runs)"),
     "--out": ("out", str, "run folder (default runs/<settings>)"),
     "--data-root": ("data_root", str, "folder holding the datasets (cifar100: DATA_ROOT/cifar-100-python; fashion_mnist: the IDX files)"),
     "--download": ("download", _bool, "download missing datasets (needs internet)"),

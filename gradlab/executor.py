@@ -14,10 +14,11 @@ import multiprocessing
 import os
 import sys
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from gradlab.config import ConfigError, RunConfig
+from gradlab.config import ConfigError, RunConfig, SettingWarning
 from gradlab.records import RunRecord
 from gradlab.resume import NOT_COMPARED, differing_settings
 from gradlab.runfolder import RunFolderError
@@ -93,10 +94,15 @@ def _ray_train(cfg_dict: dict, folder: str, threads: int, cwd: str) -> tuple[str
     return train_into(cfg_dict, folder)
 
 
-def default_workers(n_runs: int) -> int:
-    """One worker per available core, at most one per run."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, n_runs))
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_workers(n_runs: int, threads: int = 1) -> int:
+    """As many workers as fit ``threads`` torch threads each on the available cores (no oversubscription),
+    at least one, at most one per run."""
+    return max(1, min(available_cores() // max(1, threads), n_runs))
 
 
 def one_line(err: BaseException) -> str:
@@ -149,7 +155,11 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
         log(f"[{count}/{len(todo)}] {names_of[key][0]} ({key}) FAILED: {failed[key]}")
 
     folders = {key: str(Path(cache_dir) / key) for key in todo}
-    workers = default_workers(len(todo)) if workers is None else max(1, int(workers))
+    workers = default_workers(len(todo), threads) if workers is None else max(1, int(workers))
+    if todo and backend == "local" and min(workers, len(todo)) * threads > available_cores():
+        warnings.warn(f"workers x threads = {min(workers, len(todo))} x {threads} is more than the {available_cores()} "
+                      "cores available; runs will compete for them (slower than fewer workers)", SettingWarning,
+                      stacklevel=2)
     if todo and backend == "ray":
         _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished, fail)
     elif todo and (workers == 1 or any(by_key[k].device == "cuda" for k in todo)):
@@ -198,7 +208,7 @@ def _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished,
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=default_workers(10 ** 6), include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=available_cores(), include_dashboard=False, log_to_driver=False)
     have = ray.cluster_resources()
     for name, asked, key in (("cpus_per_run", threads, "CPU"), ("gpus_per_run", gpus_per_run, "GPU")):
         if asked > have.get(key, 0):       # Ray would wait for ever on a task no node can take

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Evaluation batch size per device: on the CPU small batches stay in the caches (ResNet-32 at batch 64 ran
-# 1.3-1.5x the images/s of batch 128 and ~2.5x batch 512, benchmarks/eval_batch.py); GPUs want large ones.
+# Evaluation batch size per device. On the CPU, with freed memory kept (gradlab.host_memory), ResNet-32
+# evaluates at about the same speed for batches of 64 to 256 (benchmarks/eval_batch.py, one thread: 552-574
+# img/s); without it batch 512 ran at half the speed of 64, page-faulting its activation maps. GPUs want
+# large batches.
 EVAL_BATCH = {"cpu": 64, "cuda": 512}
 
 AUGMENTATIONS = ("crop_flip", "resized_crop", "none")
