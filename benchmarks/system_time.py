@@ -2,7 +2,7 @@
 
 Runs the same DGR run (Fashion-MNIST-LT, rho 100, head classes cut to ``--n-max``, 5 tasks, ResNet-32,
 batch 128, fp32, ``--epochs`` per phase) in fresh processes pinned to one core, interleaved over ``--rounds``,
-with the evaluation batch (test passes, herding features) at 512 and at 64, each with glibc's malloc defaults
+with the evaluation batch (test passes, herding features) at 512, 256 and 64, with glibc's malloc defaults
 and with freed memory kept in the process (:mod:`gradlab.host_memory`, what gradlab CPU runs do now). Prints
 per variant the median wall, user and system CPU seconds and minor page faults.
 
@@ -29,7 +29,8 @@ VARIANTS = {   # name -> (evaluation batch, glibc keeps freed memory)
     "eval batch 512, malloc defaults": (512, False),     # gradlab before 2026-12-02
     "eval batch 64, malloc defaults": (64, False),       # gradlab on 2026-12-02
     "eval batch 512, freed memory kept": (512, True),
-    "eval batch 64, freed memory kept": (64, True),      # gradlab now
+    "eval batch 256, freed memory kept": (256, True),    # gradlab now
+    "eval batch 64, freed memory kept": (64, True),
 }
 
 

@@ -83,7 +83,8 @@ def child_gradlab(spec: dict) -> dict:
 
     cfg = dict(scenario="cifar100", order="lt", imbalance=100, base=50, tasks=6, method="dgr", model="resnet32",
                batch_size=128, epochs=spec["epochs"], lr=0.1, momentum=0.9, weight_decay=5e-4, memory=20,
-               selection="herding", data_root=spec["root"], seed=0, device="cpu", progress=False, **spec["settings"])
+               selection="herding", data_root=spec["root"], seed=0, device=spec["device"], progress=False,
+               **spec["settings"])
     try:
         gradlab.run(cfg, out=spec["out"], callbacks=[Timer()])
     except Stop:
@@ -157,14 +158,18 @@ def child_main(spec_path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- parent
-def patched_official(official: Path, into: Path) -> Path:
-    """A copy of the official ``src/`` with ``.cuda()`` -> ``.cpu()``; prints what it changed."""
+def patched_official(official: Path, into: Path, device: str = "cpu") -> Path:
+    """A copy of the official ``src/``, with ``.cuda()`` -> ``.cpu()`` for a CPU run (nothing changed for
+    CUDA); prints what it changed."""
     if not (official / "src" / "main_incremental.py").is_file():
         raise SystemExit(f"--official: {str(official)!r} is not a checkout of JiangpengHe/imbalanced_cil "
                          "(no src/main_incremental.py)")
     src = into / "official_src"
     shutil.copytree(official / "src", src)
     changed = []
+    if device == "cuda":
+        print("device patch: none (the official code runs on CUDA as published)")
+        return src
     for path in sorted(src.rglob("*.py")):
         text = path.read_text()
         if ".cuda()" in text:
@@ -179,6 +184,8 @@ def run_child(spec: dict, work: Path, cores: int) -> dict:
     spec_path.write_text(json.dumps(spec))
     threads = str(cores)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONWARNINGS": "ignore"}
+    if spec["device"] == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""          # the official code takes a GPU whenever it sees one
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, __file__, "--child", str(spec_path)], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -211,6 +218,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=1, help="epochs per phase (the paper: 160)")
     parser.add_argument("--phases", type=int, default=2, help="phases to run (base + incremental), 2..6")
     parser.add_argument("--cores", type=int, default=1, help="cores to pin each program to (= its threads)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: both programs on the GPU, the official code unpatched (not measured yet)")
     parser.add_argument("--variants", default=",".join(GRADLAB_VARIANTS),
                         help=f"gradlab variants, comma-separated, from {list(GRADLAB_VARIANTS)}")
     parser.add_argument("--save", type=Path, help="also write every round's numbers to this JSON file")
@@ -234,9 +243,9 @@ def main() -> int:
     reference = programs[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        src = patched_official(args.official.resolve(), tmp) if args.official else None
+        src = patched_official(args.official.resolve(), tmp, args.device) if args.official else None
         root = args.data_root.resolve() if args.data_root else write_fake_cifar100(tmp / "data")
-        print(f"CPU: {cpu_model()}; {args.cores} pinned core(s); torch threads = cores; "
+        print(f"device {args.device}; CPU: {cpu_model()}; {args.cores} pinned core(s); torch threads = cores; "
               f"{args.epochs} epoch(s) per phase, {args.phases} phases, {args.rounds} rounds; "
               f"{'real' if args.data_root else 'fake'} CIFAR-100 files", flush=True)
         results: dict[str, list[dict]] = {p: [] for p in programs}
@@ -247,7 +256,8 @@ def main() -> int:
                 spec = {"program": "official" if program == "official" else "gradlab", "src": str(src),
                         "root": str(root), "fake": args.data_root is None, "out": str(out),
                         "result": str(tmp / "result.json"), "cores": args.cores, "epochs": args.epochs,
-                        "phases": args.phases, "settings": GRADLAB_VARIANTS.get(program, {})}
+                        "phases": args.phases, "settings": GRADLAB_VARIANTS.get(program, {}),
+                        "device": args.device}
                 results[program].append(throughputs(run_child(spec, tmp, args.cores), args.phases))
                 row = results[program][-1]
                 print(f"round {r + 1}: {program}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True)

@@ -99,3 +99,36 @@ def test_cpu_runs_keep_freed_memory_and_the_setting_takes(tmp_path, monkeypatch)
     monkeypatch.setattr(host_memory.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError("no libc")))
     monkeypatch.setattr(host_memory, "_done", None)
     assert host_memory.keep_freed_memory() is False          # no glibc: malloc is left alone, nothing fails
+
+
+def test_evaluation_batch_size_changes_no_number(tmp_path, monkeypatch):
+    from gradlab.data import device_data
+
+    runs = {}
+    for size in (256, 7):
+        monkeypatch.setitem(device_data.EVAL_BATCH, "cpu", size)
+        runs[size] = gradlab.run(out=str(tmp_path / str(size)), **{**DIGITS, "method": "dgr", "tasks": 3})
+    assert runs[256].metrics.equals(runs[7].metrics)      # test accuracy per class and phase, herding picks alike
+    assert runs[256].summary["average_incremental_accuracy"] == runs[7].summary["average_incremental_accuracy"]
+
+
+def test_benchmark_leaves_the_official_code_alone_for_cuda(tmp_path, capsys):
+    checkout = tmp_path / "imbalanced_cil"
+    (checkout / "src").mkdir(parents=True)
+    (checkout / "src" / "main_incremental.py").write_text("x = torch.ones(1).cuda()\n")
+    copy = _vs_official().patched_official(checkout, tmp_path / "work", "cuda")
+    assert (copy / "main_incremental.py").read_text() == "x = torch.ones(1).cuda()\n"
+    assert "device patch: none" in capsys.readouterr().out
+
+
+def test_benchmark_ratios_are_speed_ups_paired_by_round(capsys):
+    row = lambda train, wall: {"train 1": train, "train 2": train, "eval": 100.0, "wall": wall, "val": 0.0, "sys": 1.0}
+    results = {"official": [row(100.0, 100.0), row(100.0, 120.0)],
+               "gradlab fp32": [row(150.0, 50.0), row(120.0, 80.0)]}
+    _vs_official().report(results, "official", phases=2)
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("gradlab fp32") and "/" in l)
+    assert line.split()[2:5] == ["1.20", "/", "1.35"]           # train 1: 150/100 and 120/100, median 1.35
+    assert "1.50 / 1.75 / 2.00" in line                          # wall: 100/50 and 120/80 (official over gradlab)
+    assert "goal wall >= 1.5x at fp32: median 1.750x met" in out
+    assert "goal train 2 >= 1.3x at fp32: median 1.350x met" in out

@@ -14,11 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Evaluation batch size per device. On the CPU, with freed memory kept (gradlab.host_memory), ResNet-32
-# evaluates at about the same speed for batches of 64 to 256 (benchmarks/eval_batch.py, one thread: 552-574
-# img/s); without it batch 512 ran at half the speed of 64, page-faulting its activation maps. GPUs want
-# large batches.
-EVAL_BATCH = {"cpu": 64, "cuda": 512}
+# Evaluation batch size per device (test passes, herding features, validation losses). On the CPU, with freed
+# memory kept (gradlab.host_memory), batches up to 256 of 32x32 images keep every activation map under glibc's
+# 32 MiB mmap limit (512 x 16 x 32 x 32 floats is 32 MiB: mapped and page-faulted afresh each time); whole DGR
+# runs on one core were 7 % faster with 512 than with 64 on 28x28 images (benchmarks/system_time.py) and 256
+# was the fastest batch on 32x32 (benchmarks/eval_batch.py). In NHWC the logits are bit-identical for any batch
+# size (tests/test_speed_settings.py). GPUs want large batches.
+EVAL_BATCH = {"cpu": 256, "cuda": 512}
 
 AUGMENTATIONS = ("crop_flip", "resized_crop", "none")
 
