@@ -156,10 +156,10 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
 
     folders = {key: str(Path(cache_dir) / key) for key in todo}
     workers = default_workers(len(todo), threads) if workers is None else max(1, int(workers))
-    if todo and backend == "local" and min(workers, len(todo)) * threads > available_cores():
-        warnings.warn(f"workers x threads = {min(workers, len(todo))} x {threads} is more than the {available_cores()} "
-                      "cores available; runs will compete for them (slower than fewer workers)", SettingWarning,
-                      stacklevel=2)
+    busy, cores = min(workers, len(todo)), available_cores()
+    if todo and backend == "local" and busy * threads > cores:
+        warnings.warn(f"workers x threads = {busy} x {threads} is more than the {cores} cores available; runs "
+                      "will compete for them (slower than fewer workers)", SettingWarning, stacklevel=2)
     if todo and backend == "ray":
         _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished, fail)
     elif todo and (workers == 1 or any(by_key[k].device == "cuda" for k in todo)):

@@ -14,7 +14,6 @@ import torch
 
 import gradlab
 from gradlab.config import ConfigError, RunConfig, SettingWarning
-from gradlab.host_memory import keep_freed_memory
 from gradlab.context import Context
 from gradlab.data.device_data import DeviceImages
 from gradlab.data.file_data import FileImages
@@ -22,6 +21,7 @@ from gradlab.data.sources.files import FileImageSet
 from gradlab.data.scenario import Scenario
 from gradlab.data.sources import DataError, check_source
 from gradlab.divergence import DivergenceGuard, RunDiverged
+from gradlab.host_memory import keep_freed_memory
 from gradlab.memory import ExemplarMemory
 from gradlab.methods import build_method
 from gradlab.models.factory import build_backbone, default_backbone
@@ -173,7 +173,8 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     probes = build_probes(cfg.probes, probe_log, every=cfg.probe_every)
     writer = RecordWriter(folder.train_dir, probe_log=probe_log, extra_summary={
         "method": cfg.method, "scenario": cfg.scenario, "seed": cfg.seed, "device": str(ctx.device),
-        "channels_last": uses_channels_last(cfg, ctx.device), "threads": torch.get_num_threads(), "task_sizes": scenario.task_sizes, "gradlab_version": gradlab.__version__,
+        "channels_last": uses_channels_last(cfg, ctx.device), "threads": torch.get_num_threads(),
+        "task_sizes": scenario.task_sizes, "gradlab_version": gradlab.__version__,
         "torch_version": torch.__version__, "python": platform.python_version()})
     if plan is not None and plan.in_place:
         writer.extra_summary["resumed_from"] = plan.describe()
