@@ -7,6 +7,7 @@ incremental accuracy (mean ± std over seeds) and the mean training wall time pe
 ratio and the accuracy difference with its spread.
 
     .venv/bin/python benchmarks/cpu_precision.py [--seeds 0,1,2] [--epochs 20] [--workers 2]
+        [--model resnet32] [--methods DGR]
 """
 from __future__ import annotations
 
@@ -26,22 +27,29 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=None, help="default: the quick protocol's")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--model", default=None, help="default: the quick protocol's (the small CNN)")
+    parser.add_argument("--methods", default="CE,DGR", help="comma-separated, from CE, DGR")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods or set(methods) - {"CE", "DGR"}:
+        parser.error(f"--methods: choose from CE, DGR, got {args.methods!r}")
     extra = {} if args.epochs is None else {"epochs": args.epochs}
+    extra.update({} if args.model is None else {"model": args.model})
     configs = {}
     for seed in seeds:                                   # interleaved: each seed's runs of both modes together
         for mode, values in MODES.items():
             plan = figure_plan("weight_norms", seeds=[seed], **values, **extra)
-            for label in ("CE", "DGR"):
+            for label in methods:
                 configs[(label, mode, seed)] = plan[label][seed]
     with tempfile.TemporaryDirectory() as cache:
         records = run_many({" ".join(map(str, key)): cfg for key, cfg in configs.items()}, cache,
                            workers=args.workers, log=print)
         rows = {key: records[" ".join(map(str, key))].summary for key in configs}
-    print(f"\nquick Fashion-MNIST-LT protocol, seeds {seeds}; accuracy = average incremental (class-weighted)")
+    model = args.model or "the small CNN"
+    print(f"\nquick Fashion-MNIST-LT protocol, {model}, seeds {seeds}; accuracy = average incremental (class-weighted)")
     print(f"{'method':6s} {'mode':10s} {'accuracy (%)':>16s} {'s / run':>8s}")
-    for label in ("CE", "DGR"):
+    for label in methods:
         acc, secs = {}, {}
         for mode in MODES:
             acc[mode] = np.array([100 * rows[(label, mode, s)]["average_incremental_accuracy"] for s in seeds])

@@ -84,7 +84,8 @@ def main() -> None:
     args = parser.parse_args()
 
     base = dict(scenario="synthetic", order="lt", imbalance=100, base=50, tasks=2, max_per_class=args.max_per_class,
-                model=args.model, epochs=1000, batch_size=args.batch_size, device=args.device, progress=False)
+                model=args.model, epochs=1000, batch_size=args.batch_size, device=args.device, progress=False,
+                precision="fp32")
     scenario = Scenario.from_config(RunConfig(**base).validate())
     configs = {
         "ce, probes off": (RunConfig(method="ce", **base).validate(), False),

@@ -73,7 +73,7 @@ RUN_FLAGS = {
     "--weight-decay": ("weight_decay", float, "SGD weight decay"),
     "--seed": ("seed", int, "fixes data order, augmentation and initial weights"),
     "--device": ("device", str, "auto | cpu | cuda"),
-    "--precision": ("precision", str, "fp32 | bf16 (autocast)"),
+    "--precision": ("precision", str, "auto | fp32 | bf16 (autocast); auto: bf16 where the chip has it natively"),
     "--workers": ("workers", int, "DataLoader workers for image-file sources (imagenet_subset, food101, imagenet1k)"),
     "--channels-last": ("channels_last", _bool_or_auto,
                         "NHWC layout for the convolutions: true, false or auto (the default: on for CPU runs)"),

@@ -30,6 +30,7 @@ class Context:
     train_data: "DeviceImages"
     test_data: "DeviceImages"
     val_data: "DeviceImages | None" = None        # the validation hold-out (val_fraction > 0), no augmentation
+    precision: str = "fp32"                       # what the run computes in: fp32 or bf16 (``precision`` resolved)
     teacher: "IncrementalNet | None" = None       # frozen copy of the model after the previous phase
     phase: int = -1
     task: "Task | None" = None

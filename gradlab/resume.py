@@ -135,6 +135,7 @@ def capture(trainer, writer, within_phase: bool) -> dict:
         "torch_rng": torch.get_rng_state(), "generator": trainer.generator.get_state(),
         "correct": torch.as_tensor(ctx.correct), "epoch_losses": list(trainer.epoch_losses),
         "phase_log": json.dumps(writer.phase_log), "probe_rows": len(writer.probe_log) if writer.probe_log else 0,
+        "device_type": ctx.device.type, "precision": ctx.precision,
     }
     if ctx.device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(ctx.device)
@@ -242,6 +243,20 @@ class ResumePlan:
         if self.last is not None:
             return f"after phase {self.last['phase']}"
         return "the start (no checkpoint had been written)"
+
+    def check_machine(self, device_type: str, precision: str) -> None:
+        """The run goes on in the device kind and precision it started with (``device`` and ``precision``
+        auto may resolve otherwise on another machine), or a one-line error."""
+        from gradlab.runfolder import RunFolderError
+
+        state = self.mid if self.mid is not None else self.last
+        if state is None:
+            return
+        then = (state.get("device_type", device_type), state.get("precision", precision))
+        if then != (device_type, precision):
+            raise RunFolderError(f"resume: the run in {str(self.folder)!r} trained on {then[0]} in {then[1]}, but "
+                                 f"here its settings mean {device_type} in {precision}; resume it where it started "
+                                 "(or set device and precision to match), or pass --overwrite")
 
     def probe_log(self):
         """The probe rows written before the interruption (cut back to the checkpoint when restoring)."""

@@ -84,7 +84,26 @@ def build_context(cfg: RunConfig, scenario: Scenario, method) -> Context:
     val_data = image_data(cfg, scenario.val, scenario.source, device, "none") if len(scenario.val) else None
     memory = ExemplarMemory(per_class=cfg.memory, total=cfg.memory_total, selection=cfg.selection, seed=cfg.seed)
     return Context(cfg=cfg, scenario=scenario, model=model, memory=memory, device=device,
-                   train_data=train_data, test_data=test_data, val_data=val_data)
+                   train_data=train_data, test_data=test_data, val_data=val_data,
+                   precision=run_precision(cfg, device))
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether the chip computes bf16 in hardware: a CPU with AVX512-BF16 or AMX, a GPU that reports bf16
+    support without emulation (NVIDIA Ampere and later)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def run_precision(cfg: RunConfig, device: torch.device) -> str:
+    """``precision``, with auto resolved: bf16 autocast where the chip has bf16 in hardware, fp32 elsewhere.
+    bf16 keeps the answer (DGR on real Fashion-MNIST-LT, 3 seeds: small CNN 67.4 +- 0.5 % against fp32's
+    67.0 +- 0.7 %, ResNet-32 64.1 +- 4.3 % against 63.9 +- 4.4 %; benchmarks/cpu_precision.py) and trains
+    1.4-1.5x faster on this project's CPU; DGR's statistics and the loss reductions stay fp32."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16" if has_native_bf16(device) else "fp32"
 
 
 def uses_channels_last(cfg: RunConfig, device: torch.device) -> bool:
@@ -154,6 +173,9 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     plan = plan_resume(out, cfg) if resume else None
     if plan is not None and plan.finished:
         return RunRecord(out)
+    if plan is not None:
+        device = pick_device(cfg.device)
+        plan.check_machine(device.type, run_precision(cfg, device))
     if plan is None or not plan.in_place:
         check_out_dir(out, overwrite)
     check_source(cfg.scenario, cfg.data_root, cfg.download)
@@ -173,7 +195,8 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     probes = build_probes(cfg.probes, probe_log, every=cfg.probe_every)
     writer = RecordWriter(folder.train_dir, probe_log=probe_log, extra_summary={
         "method": cfg.method, "scenario": cfg.scenario, "seed": cfg.seed, "device": str(ctx.device),
-        "channels_last": uses_channels_last(cfg, ctx.device), "threads": torch.get_num_threads(),
+        "precision": ctx.precision, "channels_last": uses_channels_last(cfg, ctx.device),
+        "threads": torch.get_num_threads(),
         "task_sizes": scenario.task_sizes, "gradlab_version": gradlab.__version__,
         "torch_version": torch.__version__, "python": platform.python_version()})
     if plan is not None and plan.in_place:

@@ -52,7 +52,7 @@ class Trainer:
         cfg = ctx.cfg
         self.generator = torch.Generator().manual_seed(cfg.seed)   # data order and augmentation
         self.autocast = (torch.autocast(ctx.device.type, dtype=torch.bfloat16)
-                         if cfg.precision == "bf16" else nullcontext())
+                         if ctx.precision == "bf16" else nullcontext())
         self.epoch_losses: list[float] = []
 
     def emit(self, event: str) -> None:

@@ -16,8 +16,9 @@ from gradlab.methods.eeil import PAPER_ARGS
 from gradlab.methods.stages import class_balanced_indices, train_stage
 from gradlab.runner import build_trainer
 
+# fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32, memory=10, progress=False,
-                checkpoints=False, probes=[])
+                checkpoints=False, probes=[], precision="fp32")
 
 
 def make_trainer(method_name, method_args=None, **overrides):

@@ -17,8 +17,9 @@ from gradlab.methods.sir import (chronological_attenuation, class_similarity, fr
 from gradlab.methods.stages import train_stage
 from gradlab.runner import build_trainer
 
+# fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32, memory=10, progress=False,
-                checkpoints=False, probes=[])
+                checkpoints=False, probes=[], precision="fp32")
 TWO_STAGE = ["eeil-2stage", "lucir-2stage", "podnet-2stage"]
 
 

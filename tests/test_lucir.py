@@ -19,8 +19,9 @@ from gradlab.models.heads import CosineHead
 from gradlab.runner import build_context
 from gradlab.trainer import Callback, Trainer
 
+# fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=1, batch_size=32, memory=10, progress=False,
-                checkpoints=False, probes=[], method="lucir")
+                checkpoints=False, probes=[], precision="fp32", method="lucir")
 
 
 def make_trainer(method_args=None, callbacks=(), **overrides):

@@ -111,7 +111,7 @@ def train_stage(ctx, parameters: Iterable[torch.nn.Parameter] | Iterable[dict],
     schedule = (torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda) if lr_lambda is not None else
                 torch.optim.lr_scheduler.MultiStepLR(optimizer, sorted(milestones or []), gamma=gamma))
     autocast = (torch.autocast(ctx.device.type, dtype=torch.bfloat16)
-                if getattr(ctx.cfg, "precision", "fp32") == "bf16" else nullcontext())
+                if getattr(ctx, "precision", "fp32") == "bf16" else nullcontext())
 
     trainable = {id(p) for p in params}
     backbone = getattr(model, "backbone", None)
