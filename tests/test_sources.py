@@ -54,6 +54,14 @@ def test_cifar100_pixel_layout(cifar):
         assert np.array_equal(imgs[:5, 1, 0, 1], (1024 + 32 + 37 * lab[:, 0]) % 256)
 
 
+def test_cifar_planes_to_hwc_equals_the_transposing_copy():
+    from gradlab.data.sources.cifar import planes_to_hwc
+
+    rows = np.random.default_rng(0).integers(0, 256, (7, 3072), dtype=np.uint8)
+    assert np.array_equal(planes_to_hwc(rows), rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    assert planes_to_hwc(rows[:0]).shape == (0, 32, 32, 3)
+
+
 def test_cifar100_images_in_given_order(cifar):
     idx = np.array([7, 3, 49999, 3, 0])
     imgs = cifar.train.images(idx)
