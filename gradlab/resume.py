@@ -255,8 +255,8 @@ class ResumePlan:
         then = (state.get("device_type", device_type), state.get("precision", precision))
         if then != (device_type, precision):
             raise RunFolderError(f"resume: the run in {str(self.folder)!r} trained on {then[0]} in {then[1]}, but "
-                                 f"here its settings mean {device_type} in {precision}; resume it where it started "
-                                 "(or set device and precision to match), or pass --overwrite")
+                                 f"here its settings mean {device_type} in {precision}; resume it on a machine like the "
+                                 "one it started on, or pass --overwrite to start again")
 
     def probe_log(self):
         """The probe rows written before the interruption (cut back to the checkpoint when restoring)."""
