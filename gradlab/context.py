@@ -6,6 +6,7 @@ context to measure anything the method computed.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,10 @@ class Context:
     phase_log: dict[str, Any] = field(default_factory=dict)  # what the method reports about this phase
     # (JSON-safe: WA's gamma, BiC's alpha/beta, LUCIR's lambda and sigma, ...); emptied at each phase start,
     # kept per phase in summary.json["phase_log"] by the record writer
+
+    def autocast(self):
+        """bf16 autocast for a bf16 run, else a no-op: wraps forward passes and losses."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
 
     # -------------------------------------------------------------- class bookkeeping
     @property

@@ -168,13 +168,12 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     if overwrite and resume:
         raise ConfigError("overwrite and resume contradict each other: resume continues the run in the folder, "
                           "overwrite replaces it; pass one of them")
-    pick_device(cfg.device)  # fails early when cuda is asked for but absent
+    device = pick_device(cfg.device)  # fails early when cuda is asked for but absent
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     plan = plan_resume(out, cfg) if resume else None
     if plan is not None and plan.finished:
         return RunRecord(out)
     if plan is not None:
-        device = pick_device(cfg.device)
         plan.check_machine(device.type, run_precision(cfg, device))
     if plan is None or not plan.in_place:
         check_out_dir(out, overwrite)

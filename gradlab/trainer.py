@@ -18,7 +18,6 @@ Callbacks are objects with any of the event methods below; they never touch the 
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -51,8 +50,7 @@ class Trainer:
         self.ctx, self.method, self.callbacks = ctx, method, list(callbacks)
         cfg = ctx.cfg
         self.generator = torch.Generator().manual_seed(cfg.seed)   # data order and augmentation
-        self.autocast = (torch.autocast(ctx.device.type, dtype=torch.bfloat16)
-                         if ctx.precision == "bf16" else nullcontext())
+        self.autocast = ctx.autocast()
         self.epoch_losses: list[float] = []
 
     def emit(self, event: str) -> None:

@@ -26,7 +26,6 @@ name (:func:`stage_generator`), so a stage is deterministic given the run seed.
 from __future__ import annotations
 
 import zlib
-from contextlib import nullcontext
 from typing import Callable, Iterable
 
 import numpy as np
@@ -110,8 +109,7 @@ def train_stage(ctx, parameters: Iterable[torch.nn.Parameter] | Iterable[dict],
         raise ValueError("train_stage takes milestones or lr_lambda, not both")
     schedule = (torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda) if lr_lambda is not None else
                 torch.optim.lr_scheduler.MultiStepLR(optimizer, sorted(milestones or []), gamma=gamma))
-    autocast = (torch.autocast(ctx.device.type, dtype=torch.bfloat16)
-                if getattr(ctx, "precision", "fp32") == "bf16" else nullcontext())
+    autocast = ctx.autocast()
 
     trainable = {id(p) for p in params}
     backbone = getattr(model, "backbone", None)

@@ -117,9 +117,9 @@ def planes_to_hwc(data: np.ndarray) -> np.ndarray:
     """CIFAR rows (N, 3072: the red, green, blue 32x32 planes) -> (N, 32, 32, 3). One strided copy per colour
     plane: about 13x faster than a transposing ``np.ascontiguousarray`` (0.11 s against 1.5 s for 50 000 images)."""
     images = np.empty((len(data), 32, 32, 3), np.uint8)
-    planes = data.reshape(-1, 3, 1024)
+    pixels, planes = images.reshape(-1, 1024, 3), data.reshape(-1, 3, 1024)
     for channel in range(3):
-        images.reshape(-1, 1024, 3)[:, :, channel] = planes[:, channel]
+        pixels[:, :, channel] = planes[:, channel]
     return images
 
 
