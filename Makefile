@@ -1,6 +1,7 @@
 # Two set-up commands on a fresh machine: `make figures` (the main job) and `make test`.
 # Both create .venv from requirements.lock when it is missing or out of date, and make Fashion-MNIST
 # available (Debian's dataset-fashion-mnist where apt and root are there, else torchvision's download);
+# `make test` also installs Debian's chromium for tests/test_browser.py (scripts/get_chromium.sh);
 # both are idempotent.
 PYTHON ?= python3
 VENV   := .venv
@@ -22,6 +23,7 @@ data: $(STAMP)
 	@PYTHON=$(BIN)/python bash scripts/get_fashion_mnist.sh
 
 test: data
+	@bash scripts/get_chromium.sh
 	$(BIN)/python -m pytest -q
 
 # The paper figures (2, 5, weight norms, 4) on Fashion-MNIST-LT over 3 seeds, the short CPU protocol, runs

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from gradlab.cli import _bool
+from gradlab.cli_parser import _bool
 from gradlab.data.device_data import EVAL_BATCH as EVAL_BATCHES
 from gradlab.host_memory import keep_freed_memory
 from gradlab.models.factory import IncrementalNet, build_backbone

@@ -106,10 +106,10 @@ def markdown(table: pd.DataFrame, settings: str) -> str:
 
 def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "runs/cache",
             method_args: dict | None = None, progress: bool = False, seeds=None, backend: str = "local",
-            address: str | None = None, workers: int | None = None, **settings) -> pd.DataFrame:
+            address: str | None = None, workers: int | None = None, confirm=None, **settings) -> pd.DataFrame:
     """Run (or reuse) every method on the same scenario, for every seed of ``seeds`` (default: the settings'
-    seed), in parallel through :func:`gradlab.executor.run_many` (``backend`` local or ray), and write the
-    comparison files into ``out``."""
+    seed), in parallel through :func:`gradlab.executor.run_many` (``backend`` local or ray; ``workers`` runs at a
+    time, default one per core; ``confirm``: see ``run_many``), and write the comparison files into ``out``."""
     import sys
 
     from gradlab.executor import run_many
@@ -130,7 +130,7 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
     out.mkdir(parents=True, exist_ok=True)
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda line: None)
     named = run_many({f"{name} seed {seed}": cfg for (name, seed), cfg in runs.items()}, cache_dir, workers=workers,
-                     log=log, backend=backend, address=address)
+                     log=log, backend=backend, address=address, confirm=confirm)
     records = {name: {seed: named[f"{name} seed {seed}"] for seed in seeds} for name in configs}
     table = comparison_table(records)
     first = next(iter(configs.values()))

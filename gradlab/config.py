@@ -28,6 +28,8 @@ class SettingWarning(UserWarning):
 
 SCENARIOS = tuple(SOURCE_INFO)        # fashion_mnist, cifar100, imagenet_subset, food101, imagenet1k, digits, synthetic
 MODELS = ("auto", "resnet32", "resnet32_podnet", "resnet18", "small")
+MODEL_NAMES = {"resnet32": "ResNet-32", "resnet32_podnet": "ResNet-32 (PODNet)", "resnet18": "ResNet-18",
+               "small": "small CNN"}
 AUGMENTS = ("auto", "crop_flip", "resized_crop", "none")
 SELECTIONS = ("herding", "random")
 DEVICES = ("auto", "cpu", "cuda")
@@ -45,14 +47,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 SPLITS = ("custom", "lfs", "lfh")
 DEFAULT_TASKS = 5
+# The official DGR recipe for CIFAR-100-LT: what a recipe field takes when neither the user nor the scenario's
+# own recipe (``SourceInfo.recipe``: Fashion-MNIST and digits train short, the ImageNet-sized sources 90 epochs)
+# sets it. lr 0.1 and momentum 0.9 are the same everywhere; the lr steps at 50 % and 75 % of the epochs.
+PAPER_RECIPE: dict[str, Any] = {"epochs": 160, "batch_size": 128, "weight_decay": 5e-4}
+RECIPE_FIELDS = ("model", "epochs", "batch_size", "lr", "lr_milestones", "momentum", "weight_decay")
+QUICK_START = "gradlab run --scenario fashion_mnist --method dgr --max-per-class 1000 --out runs/demo"
 
 
 @dataclass
 class RunConfig:
-    """All settings of one class-incremental run. Defaults follow the official DGR recipe.
+    """All settings of one class-incremental run; ``scenario`` has no default.
 
-    Optimisation: SGD 0.1, momentum 0.9, weight decay 5e-4, batch 128, 160 epochs with the lr divided by 10
-    after 50 % and 75 % of them, 20 exemplars per class chosen by herding. Data: ``val_fraction`` and
+    Optimisation (the *recipe*): ``epochs``, ``batch_size`` and ``weight_decay`` left unset (None) take the
+    scenario's default recipe (``gradlab info`` lists them): Fashion-MNIST 20 epochs of batch 32, digits 10 of
+    32, the ImageNet-sized sources 90 epochs with lr steps at 30 and 60 and weight decay 1e-4, CIFAR-100 and
+    synthetic the official DGR recipe (160 epochs of batch 128, weight decay 5e-4; also ``presets: [paper]``).
+    SGD lr 0.1, momentum 0.9, the lr divided by 10 after 50 % and 75 % of the epochs, 20 exemplars per class
+    chosen by herding. The recipe is filled in when the config is built, so a saved config says what ran.
+    Data: ``val_fraction`` and
     ``augment`` left unset take the source's official protocol (CIFAR-100: a 10 % per-class hold-out drawn as
     the official loader draws it, and Pad 4 + RandomResizedCrop + flip; sources without an official protocol:
     no hold-out, crop + flip), and ``model: auto`` the paper's network (ResNet-32 for CIFAR). The ImageNet and
@@ -60,7 +73,7 @@ class RunConfig:
     """
 
     # scenario
-    scenario: str = "synthetic"
+    scenario: str | None = None         # required: see SCENARIOS (the quick start: fashion_mnist)
     order: str = "lt"
     imbalance: float | None = None      # rho = n_max / n_min; None: 100 for lt/ltio/seeded, 1 for conv
     profile: str = "exp"
@@ -79,12 +92,12 @@ class RunConfig:
     # model and optimisation
     model: str = "auto"
     augment: str = "auto"
-    epochs: int = 160
-    batch_size: int = 128
+    epochs: int | None = None           # None: the scenario's recipe (160 for CIFAR-100, 20 for Fashion-MNIST)
+    batch_size: int | None = None       # None: the scenario's recipe (128 for CIFAR-100, 32 for Fashion-MNIST)
     lr: float = 0.1
     momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_milestones: list[int] | None = None   # None: 50 % and 75 % of the epochs (80, 120 of 160)
+    weight_decay: float | None = None   # None: the scenario's recipe (5e-4; 1e-4 for the ImageNet-sized sources)
+    lr_milestones: list[int] | None = None   # None: the recipe's, else 50 % and 75 % of the epochs (80, 120 of 160)
     lr_factor: float = 10.0
     lr_schedule: str = "step"           # step (milestones) | patience (LT-CIL iCaRL; needs val_fraction > 0)
     lr_patience: int = 5                # patience: epochs without a better validation loss before lr / lr_factor
@@ -94,7 +107,7 @@ class RunConfig:
     device: str = "auto"
     precision: str = "auto"             # auto (bf16 where the chip has it natively, else fp32) | fp32 | bf16
     channels_last: bool | None = None   # NHWC layout for the convolutions; None (auto): on CPU (1.2-1.3x fp32)
-    workers: int = 4                    # DataLoader workers for image-file sources (ImageNet, Food-101)
+    loader_workers: int = 4             # DataLoader workers for image-file sources (ImageNet, Food-101)
     out: str | None = None
     data_root: str = "data"
     download: bool = False
@@ -104,6 +117,29 @@ class RunConfig:
     probes: list[str] = field(default_factory=lambda: ["gradients", "weights", "accuracy"])
     probe_every: str = "epoch"          # gradient probe: mean per epoch, or every step
     presets: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Fill the recipe fields left unset from the scenario's recipe, then the paper's."""
+        recipe = dict(PAPER_RECIPE)
+        if self.scenario in SOURCE_INFO:
+            own = SOURCE_INFO[self.scenario].recipe
+            recipe.update(own)
+            if self.epochs is not None and "lr_milestones" in own:
+                recipe.pop("lr_milestones")      # the recipe's steps belong to its epochs, not to the user's
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+    def recipe_text(self) -> str:
+        """The optimisation recipe in one line, e.g. ``small CNN, 20 epochs per task of batch 32, SGD lr 0.1
+        (/10 after epochs 10, 15), momentum 0.9, weight decay 0.0005``."""
+        model = self.model
+        if model == "auto" and self.scenario in SOURCE_INFO:
+            model = SOURCE_INFO[self.scenario].model
+        steps = ("lr / 10 when the validation loss stalls" if self.lr_schedule == "patience"
+                 else f"/{self.lr_factor:g} after epochs {', '.join(map(str, self.milestones()))}")
+        return (f"{MODEL_NAMES.get(model, model)}, {self.epochs} epochs per task of batch {self.batch_size}, SGD lr {self.lr:g} ({steps}), momentum {self.momentum:g}, "
+                f"weight decay {self.weight_decay:g}")
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -132,7 +168,7 @@ class RunConfig:
         info, default = SOURCE_INFO[self.scenario], RunConfig()
         changed = {f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
         rules = [
-            ("workers", not info.image_files, f"{self.scenario!r} is held in memory; only image-file sources "
+            ("loader_workers", not info.image_files, f"{self.scenario!r} is held in memory; only image-file sources "
                                               "(imagenet_subset, food101, imagenet1k) use DataLoader workers"),
             ("data_root", not info.needs_root, f"{self.scenario!r} reads no files"),
             ("download", not info.needs_root, f"{self.scenario!r} reads no files"),
@@ -163,6 +199,8 @@ class RunConfig:
         """Build from a mapping; unknown keys and presets are rejected by name."""
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: expected a mapping of settings, got {type(values).__name__}")
+        if "workers" in values and "loader_workers" not in values:      # the name before gradlab 0.2
+            values = {("loader_workers" if k == "workers" else k): v for k, v in values.items()}
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - allowed)
         if unknown:
@@ -190,12 +228,15 @@ class RunConfig:
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            values = yaml.safe_load(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as err:
             raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {err.start}); "
                               "save it as UTF-8 YAML") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {_one_line(err)}") from None
+        if values is None:
+            raise ConfigError(f"config file {str(path)!r} is empty; give at least a scenario, one of "
+                              f"{list(SCENARIOS)}")
         if not isinstance(values, dict):
             raise ConfigError(f"config file {str(path)!r}: expected a mapping of settings")
         values.update(overrides or {})
@@ -207,6 +248,9 @@ class RunConfig:
     # ----------------------------------------------------------------- validation
     def validate(self) -> "RunConfig":
         """Check every field against its allowed values; raise :class:`ConfigError` on the first bad one."""
+        if self.scenario is None:
+            raise ConfigError(f"scenario: none given; choose one of {list(SCENARIOS)} (the quick start: "
+                              f"`{QUICK_START}`)")
         _choice("scenario", self.scenario, SCENARIOS)
         _choice("order", self.order, ORDERS)
         _choice("profile", self.profile, PROFILES)
@@ -239,7 +283,7 @@ class RunConfig:
         _int("epochs", self.epochs, 1)
         _int("batch_size", self.batch_size, 1)
         _int("seed", self.seed, 0)
-        _int("workers", self.workers, 0)
+        _int("loader_workers", self.loader_workers, 0)
         _int("checkpoint_every", self.checkpoint_every, 0)
         if SOURCE_INFO[self.scenario].image_files and self.augmentation not in ("resized_crop", "none"):
             raise ConfigError(f"augment: {self.scenario!r} is read from image files, which take 'auto', "
@@ -322,6 +366,11 @@ class RunConfig:
         if self.split == "lfh":
             return num_classes // 2, 6
         return self.base, self.tasks
+
+
+def scenario_recipes() -> dict[str, str]:
+    """Scenario name -> its default recipe in one line (what ``gradlab info`` and ``gradlab run --help`` show)."""
+    return {name: RunConfig(scenario=name).recipe_text() for name in SCENARIOS}
 
 
 def _one_line(err: Exception) -> str:

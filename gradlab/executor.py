@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from gradlab.config import ConfigError, RunConfig, SettingWarning
+from gradlab.estimate import duration, estimate_seconds
 from gradlab.records import RunRecord
 from gradlab.resume import NOT_COMPARED, differing_settings
 from gradlab.runfolder import RunFolderError
@@ -113,7 +114,7 @@ def one_line(err: BaseException) -> str:
 
 def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache", workers: int | None = None,
              threads: int = 1, log=None, backend: str = "local", address: str | None = None,
-             gpus_per_run: float = 0.0, errors: dict | None = None) -> dict[str, RunRecord]:
+             gpus_per_run: float = 0.0, errors: dict | None = None, confirm=None) -> dict[str, RunRecord]:
     """Records for ``configs`` ({name: RunConfig}): cached ones loaded, unfinished ones resumed, the others trained.
 
     Identical settings under several names train once. ``backend``: ``local`` (worker processes on this
@@ -121,6 +122,8 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
     local Ray runtime, or on the cluster at ``address``). ``log`` (default: stderr) gets one line per finished
     run. A failed run does not stop the others; then, with ``errors`` (a dict), its one-line error is stored
     there under each of its names and its name is left out of the result; without, the first is raised.
+    Before training, ``log`` gets the number of runs and their estimated time (:mod:`gradlab.estimate`), and
+    ``confirm(seconds)``, when given, may stop the start by raising.
     """
     log = log if log is not None else (lambda line: print(line, file=sys.stderr, flush=True))
     keys = {name: run_key(cfg) for name, cfg in configs.items()}
@@ -135,8 +138,17 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
         if record is not None:
             done[key] = record
     todo = [key for key in by_key if key not in done]
+    workers = default_workers(len(todo), threads) if workers is None else max(1, int(workers))
     if todo:
-        log(f"{len(by_key)} distinct runs: {len(done)} finished before, {len(todo)} to train")
+        on_cuda = any(by_key[k].device == "cuda" for k in todo) and backend == "local"
+        parallel = 1 if on_cuda else available_cores() // max(1, threads) if backend == "ray" else workers
+        seconds = None if backend == "ray" and address else estimate_seconds([by_key[k] for k in todo], parallel,
+                                                                             threads)
+        log(f"{len(by_key)} distinct runs: {len(done)} finished before, {len(todo)} to train"
+            + (f", {min(parallel, len(todo))} at a time: about {duration(seconds)} (estimated)"
+               if seconds is not None else ""))
+        if confirm is not None:
+            confirm(seconds or 0.0)
     start, failed = time.perf_counter(), {}
 
     def finished(key: str, seconds: float) -> None:
@@ -155,7 +167,6 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
         log(f"[{count}/{len(todo)}] {names_of[key][0]} ({key}) FAILED: {failed[key]}")
 
     folders = {key: str(Path(cache_dir) / key) for key in todo}
-    workers = default_workers(len(todo), threads) if workers is None else max(1, int(workers))
     busy, cores = min(workers, len(todo)), available_cores()
     if todo and backend == "local" and busy * threads > cores:
         warnings.warn(f"workers x threads = {busy} x {threads} is more than the {cores} cores available; runs "
@@ -198,6 +209,17 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
     return {name: done[keys[name]] for name in configs if keys[name] in done}
 
 
+def _ask_for_token_auth() -> None:
+    """A new local Ray runtime gets token authentication, Ray's default, asked for explicitly (RAY_AUTH_MODE=token, as
+    Ray's docs say) so that Ray does not warn on every sweep that it chose it; a RAY_AUTH_MODE set by the user wins.
+    Ray reads the variable when imported, so its settings are re-read here, as Ray does when it turns auth on."""
+    if "RAY_AUTH_MODE" not in os.environ:
+        from ray._raylet import Config
+
+        os.environ["RAY_AUTH_MODE"] = "token"
+        Config.initialize("")
+
+
 def _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished, fail) -> None:
     """One Ray task per run (``threads`` CPUs, ``gpus_per_run`` GPUs), results taken as they finish."""
     try:
@@ -208,6 +230,7 @@ def _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished,
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
+            _ask_for_token_auth()
             ray.init(num_cpus=available_cores(), include_dashboard=False, log_to_driver=False)
     have = ray.cluster_resources()
     for name, asked, key in (("cpus_per_run", threads, "CPU"), ("gpus_per_run", gpus_per_run, "GPU")):

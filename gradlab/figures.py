@@ -134,14 +134,14 @@ def plan_configs(plans: dict) -> dict:
 
 
 def run_plans(plans: dict, cache_dir: str | Path = "runs/cache", workers: int | None = None, log=None,
-              backend: str = "local", address: str | None = None) -> dict:
+              backend: str = "local", address: str | None = None, confirm=None) -> dict:
     """{(figure, key, seed): RunRecord} for {figure: figure_plan(...)}: cached runs loaded, the others
     trained in parallel (:func:`gradlab.executor.run_many`; runs shared between figures train once)."""
     configs = plan_configs(plans)
     named = {" ".join(map(str, [name, *(key if isinstance(key, tuple) else [key]), "seed", seed])): cfg
              for (name, key, seed), cfg in configs.items()}
     return dict(zip(configs, run_many(named, cache_dir, workers=workers, log=log, backend=backend,
-                                      address=address).values()))
+                                      address=address, confirm=confirm).values()))
 
 
 def figure_tables(plans: dict, records: dict) -> dict:
@@ -182,11 +182,12 @@ def figure_verdicts(tables: dict) -> list:
     return rows
 
 
-def make_figures(out: str | Path = "figures", quick: bool = True, scenario: str = "fashion_mnist",
+def make_figures(out: str | Path = "runs/figures", quick: bool = True, scenario: str = "fashion_mnist",
                  device: str = "auto", cache_dir: str | Path = "runs/cache", only=None, seeds=SEEDS,
                  workers: int | None = None, progress: bool = False, backend: str = "local",
-                 address: str | None = None, **overrides) -> dict[str, list[Path]]:
-    """Run (or reuse) what the figures need and write them with their CSVs and a README; returns the files."""
+                 address: str | None = None, confirm=None, **overrides) -> dict[str, list[Path]]:
+    """Run (or reuse) what the figures need and write them with their CSVs and a README; returns the files.
+    ``confirm(seconds)`` is called with the estimated time before any training (it may stop the start)."""
     from gradlab.figures_readme import figures_readme
     from gradlab.plots import paper as P
 
@@ -203,9 +204,12 @@ def make_figures(out: str | Path = "figures", quick: bool = True, scenario: str 
                  if (Path(cache_dir) / run_key(cfg) / "summary.json").is_file())
     start = time.perf_counter()
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda line: None)
+    first = next(iter(configs.values()))
+    log(f"figures {', '.join(names)}: the {'quick' if quick else 'full'} protocol on {scenario} over seeds "
+        f"{', '.join(map(str, seeds))}: {first.recipe_text()}")
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
-    records = run_plans(plans, cache_dir, workers, log, backend, address)
+    records = run_plans(plans, cache_dir, workers, log, backend, address, confirm)
     seconds = time.perf_counter() - start
     tables = figure_tables(plans, records)
     rows = figure_verdicts(tables)

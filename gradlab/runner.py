@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -117,7 +118,7 @@ def image_data(cfg: RunConfig, split, source, device, augment: str):
     """Small images: one uint8 tensor on the device; image files: a DataLoader pipeline with workers."""
     if isinstance(split.image_set, FileImageSet):
         return FileImages(split.image_set.paths[split.ids], split.labels, source.mean, source.std, device,
-                          augment=augment, flip=source.flip, size=source.image_shape[0], workers=cfg.workers,
+                          augment=augment, flip=source.flip, size=source.image_shape[0], workers=cfg.loader_workers,
                           progress=cfg.progress)
     return DeviceImages(split.images, split.labels, source.mean, source.std, device, augment=augment,
                         pad=source.pad, flip=source.flip)
@@ -153,8 +154,9 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
         **overrides) -> RunRecord:
     """Train one class-incremental run and write its record folder; returns the loaded record.
 
-    ``cfg`` may be a :class:`RunConfig`, a dict, the path of a YAML file, or None (defaults); keyword
-    overrides win, e.g. ``gradlab.run(scenario="digits", tasks=3, epochs=2, out="runs/x")``. Every check runs
+    ``cfg`` may be a :class:`RunConfig`, a dict, the path of a YAML file, or None (keywords only); keyword
+    overrides win, e.g. ``gradlab.run(scenario="digits", tasks=3, epochs=2, out="runs/x")``; ``scenario`` is
+    required, the optimisation settings left out take the scenario's default recipe. Every check runs
     before training; the folder is locked for the run's life, and ``overwrite`` replaces an earlier record only
     once the new run has finished. ``resume`` continues an interrupted run in ``out`` from its newest checkpoint
     (settings must equal the stored ones; a finished run is returned as it is). A run that diverges raises
@@ -189,6 +191,9 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     for line in cfg.unused_settings():
         warnings.warn(line, SettingWarning, stacklevel=2)
     ctx = build_context(cfg, scenario, method)
+    if cfg.progress:
+        print(f"{cfg.scenario} · {cfg.method}: {cfg.recipe_text()}; {ctx.precision} on {ctx.device.type}",
+              file=sys.stderr, flush=True)
     folder = RunFolder(out, overwrite, resume=plan is not None and plan.in_place).open()
     probe_log = plan.probe_log() if plan is not None else ProbeLog()
     probes = build_probes(cfg.probes, probe_log, every=cfg.probe_every)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -37,13 +38,16 @@ def load_sweep(path) -> tuple[dict[str, RunConfig], list[str]]:
     if not path.is_file():
         raise ConfigError(f"sweep file {str(path)!r} does not exist")
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"sweep file {str(path)!r} is not valid UTF-8 YAML ({' '.join(str(err).split())})") from None
     return expand_sweep(spec, source=str(path))
 
 
 def expand_sweep(spec: dict, source: str = "sweep") -> tuple[dict[str, RunConfig], list[str]]:
+    if spec is None or spec == {}:
+        raise ConfigError(f"{source}: the sweep is empty; give a base (run settings, at least a scenario) and a grid "
+                          "and/or a list, e.g. base: {scenario: fashion_mnist, method: dgr}, grid: {seed: [0, 1, 2]}")
     if not isinstance(spec, dict):
         raise ConfigError(f"{source}: expected a mapping with keys {list(SWEEP_KEYS)}")
     unknown = sorted(set(spec) - set(SWEEP_KEYS))
@@ -77,10 +81,17 @@ def _text(value) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
 
 
-def run_sweep(path, out, backend: str = "ray", address: str | None = None, cpus_per_run: int = 1,
-              gpus_per_run: float = 0.0, workers: int | None = None, log=None) -> pd.DataFrame:
-    """Train (or reuse, or resume) every run of the sweep file; write sweep.csv and sweep.md; return the table."""
+def default_sweep_out(path) -> Path:
+    """Where a sweep writes when no folder is given: ``runs/sweeps/<the sweep file's name>``."""
+    return Path("runs") / "sweeps" / Path(path).stem
+
+
+def run_sweep(path, out=None, backend: str = "ray", address: str | None = None, cpus_per_run: int = 1,
+              gpus_per_run: float = 0.0, workers: int | None = None, log=None, confirm=None) -> pd.DataFrame:
+    """Train (or reuse, or resume) every run of the sweep file; write sweep.csv and sweep.md into ``out``
+    (default :func:`default_sweep_out`); return the table. ``confirm``: see :func:`gradlab.executor.run_many`."""
     configs, swept = load_sweep(path)
+    out = default_sweep_out(path) if out is None else out
     if backend not in ("ray", "local"):
         raise ConfigError(f"backend must be 'ray' or 'local', got {backend!r}")
     if not isinstance(cpus_per_run, int) or cpus_per_run < 1:
@@ -88,10 +99,14 @@ def run_sweep(path, out, backend: str = "ray", address: str | None = None, cpus_
     if not (isinstance(gpus_per_run, (int, float)) and 0 <= gpus_per_run):
         raise ConfigError(f"gpus_per_run must be a number >= 0, got {gpus_per_run!r}")
     out = Path(out)
+    first = next(iter(configs.values()))
+    (log or (lambda line: print(line, file=sys.stderr, flush=True)))(
+        f"sweep {path}: {len(configs)} runs on {first.scenario} (swept: {', '.join(swept) or 'nothing'}); the first "
+        f"run's recipe: {first.recipe_text()}")
     out.mkdir(parents=True, exist_ok=True)
     errors: dict[str, str] = {}
     records = run_many(configs, out / "runs", workers=workers, threads=cpus_per_run, log=log, backend=backend,
-                       address=address, gpus_per_run=gpus_per_run, errors=errors)
+                       address=address, gpus_per_run=gpus_per_run, errors=errors, confirm=confirm)
     table = sweep_table(configs, swept, records, errors, out)
     atomic_write(out / "sweep.csv", lambda tmp: table.to_csv(tmp, index=False))
     write_text(out / "sweep.md", sweep_markdown(table, swept, source=str(path)))
@@ -117,15 +132,23 @@ def sweep_table(configs, swept, records, errors, out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _is_fraction(metric: str) -> bool:
+    """Summary metrics that are fractions (accuracies, forgetting, BWT); the others (threads, wall_time_s,
+    images per second) are counts or settings in their own units."""
+    return "accuracy" in metric or "forgetting" in metric or metric == "bwt"
+
+
 def sweep_markdown(table: pd.DataFrame, swept, source: str) -> str:
-    """Mean ± std (ddof 1) over seeds of every metric, one row per setting; fractions shown as percentages."""
+    """Mean ± std (ddof 1) over seeds of every metric, one row per setting; fractions shown as percentages, other
+    numbers in their own units."""
     setting = [c for c in dict.fromkeys([*swept, "method"]) if c != "seed"]
     done = table[table.status == "complete"]
     metrics = [c for c in table.columns if c not in {*setting, "seed", "folder", "status", "error", "method"}
                and pd.api.types.is_numeric_dtype(table[c])]
     lines = [f"# Sweep: {source}", "",
              f"{len(done)} of {len(table)} runs complete; mean ± std over seeds (sample std, ddof 1; — for one "
-             "seed). Accuracies and forgetting in %, wall time in s.", ""]
+             "seed). Accuracies, forgetting and bwt in %; the other numbers in their own units (wall time in s).",
+             ""]
     header = [*setting, "seeds", *metrics]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     groups = done.groupby(setting, sort=False, dropna=False) if len(done) else []
@@ -134,7 +157,7 @@ def sweep_markdown(table: pd.DataFrame, swept, source: str) -> str:
         cells = [str(k) for k in key] + [str(group.seed.nunique())]
         for metric in metrics:
             values = group[metric].dropna()
-            scale = 1 if metric.endswith("_s") else 100
+            scale = 100 if _is_fraction(metric) else 1
             if values.empty:
                 cells.append("—")
             elif len(values) == 1:

@@ -8,7 +8,7 @@ from gradlab.config import ConfigError, RunConfig
 
 
 def run_cli(capsys, *args):
-    code = main(["run", *args, "--quiet"])
+    code = main(["run", "--scenario", "synthetic", *args, "--quiet"])
     return code, capsys.readouterr().err
 
 
@@ -87,11 +87,12 @@ def test_yaml_values_and_flag_override(tmp_path):
 
 
 def test_defaults_and_derived_values():
-    cfg = RunConfig().validate()
+    cfg = RunConfig(scenario="synthetic").validate()
     assert cfg.rho == 100 and RunConfig(order="conv").rho == 1
+    assert (cfg.epochs, cfg.batch_size, cfg.weight_decay) == (160, 128, 5e-4)      # synthetic: the paper's recipe
     assert RunConfig(epochs=160).milestones() == [80, 120]
     assert RunConfig(epochs=2).milestones() == [1, 2]
     assert RunConfig(scenario="cifar100", split="lfs").split_base_tasks(100) == (5, 20)
     assert RunConfig(scenario="cifar100", split="lfh").split_base_tasks(100) == (50, 6)
     with pytest.raises(ConfigError, match="lr_milestones"):
-        RunConfig(epochs=10, lr_milestones=[20]).validate()
+        RunConfig(scenario="synthetic", epochs=10, lr_milestones=[20]).validate()

@@ -47,7 +47,7 @@ def fake_roots(tmp_path_factory, fake_cifar_root):
 @pytest.mark.parametrize("name", sorted(ROWS))
 def test_config_trains_one_epoch_on_fake_data(name, fake_roots):
     settings = dict(ROWS[name]["settings"], data_root=str(fake_roots[ROWS[name]["config"].scenario]), device="cpu",
-                    progress=False, checkpoints=False, probes=[], workers=2)
+                    progress=False, checkpoints=False, probes=[], loader_workers=2)
     if settings["scenario"] == "cifar100":
         settings.update(max_per_class=40, imbalance=4)          # 40 -> 10 images per class
     elif settings["order"] != "conv":

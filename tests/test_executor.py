@@ -17,7 +17,7 @@ def test_identical_settings_train_once_and_the_cache_is_reused(tmp_path):
     records = run_many({"a": a, "b": b, "a again": same_as_a}, tmp_path, workers=2, log=lines.append)
     assert records["a"].path == records["a again"].path == tmp_path / run_key(a)
     assert records["b"].path != records["a"].path and records["b"].complete
-    assert lines[0] == "2 distinct runs: 0 finished before, 2 to train"
+    assert lines[0].startswith("2 distinct runs: 0 finished before, 2 to train, 2 at a time: about ")
     assert sorted(line.split("]")[0] for line in lines[1:]) == ["[1/2", "[2/2"]
     lines.clear()
     again = run_many({"b": b}, tmp_path, workers=2, log=lines.append)

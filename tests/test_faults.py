@@ -196,15 +196,15 @@ def test_a_setting_without_effect_is_named_in_a_warning(tmp_path, capsys):
     from gradlab.cli import main
     from gradlab.config import RunConfig
 
-    cfg = RunConfig(scenario="digits", workers=3, lr_patience=2, probes=[], probe_every="step", memory_total=100,
+    cfg = RunConfig(scenario="digits", loader_workers=3, lr_patience=2, probes=[], probe_every="step", memory_total=100,
                     memory=10)
     lines = cfg.unused_settings()
-    assert [line.split()[0] for line in lines] == ["workers", "lr_patience", "probe_every", "memory"]
-    assert RunConfig(scenario="imagenet_subset", workers=3).unused_settings() == []
-    code = main(["run", "--scenario", "digits", "--tasks", "2", "--epochs", "1", "--quiet", "--workers", "3",
+    assert [line.split()[0] for line in lines] == ["loader_workers", "lr_patience", "probe_every", "memory"]
+    assert RunConfig(scenario="imagenet_subset", loader_workers=3).unused_settings() == []
+    code = main(["run", "--scenario", "digits", "--tasks", "2", "--epochs", "1", "--quiet", "--loader-workers", "3",
                  "--lr-min", "0.01", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert code == 0 and "gradlab: warning: workers has no effect here" in err
+    assert code == 0 and "gradlab: warning: loader_workers has no effect here" in err
     assert "gradlab: warning: lr_min has no effect here: only lr_schedule 'patience' uses it" in err
     with pytest.warns(UserWarning, match="data_root has no effect"):
         gradlab.run(scenario="digits", tasks=2, epochs=1, data_root="elsewhere", out=str(tmp_path / "api"),

@@ -79,7 +79,7 @@ def test_eval_batches_are_the_centre_crop_in_order(subset):
 def test_a_whole_run_on_jpeg_files_keeps_exemplars_as_file_indices(subset, tmp_path):
     root, source = subset
     record = gradlab.run(scenario="imagenet_subset", data_root=str(root), order="ltio", imbalance=4, base=50,
-                         tasks=2, epochs=1, batch_size=64, memory=2, model="small", method="dgr", workers=2,
+                         tasks=2, epochs=1, batch_size=64, memory=2, model="small", method="dgr", loader_workers=2,
                          progress=False, checkpoints=True, out=str(tmp_path / "run"))
     s = record.summary
     assert s["complete"] and s["task_sizes"] == [50, 50]

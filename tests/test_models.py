@@ -82,9 +82,9 @@ def test_podnet_resnet32_is_a_model_choice():
     assert BACKBONES["resnet32_podnet"] is resnet32_podnet
     net = build_backbone("resnet32_podnet", in_channels=1, last_relu=False)
     assert net(torch.randn(2, 1, 8, 8)).shape == (2, 64) and not net.layers[-1].relu_out
-    assert RunConfig(model="resnet32_podnet").validate().model == "resnet32_podnet"
+    assert RunConfig(scenario="synthetic", model="resnet32_podnet").validate().model == "resnet32_podnet"
     with pytest.raises(ConfigError, match="model"):
-        RunConfig(model="resnet32_pod").validate()
+        RunConfig(scenario="synthetic", model="resnet32_pod").validate()
 
 
 def test_head_grows_and_keeps_old_rows():

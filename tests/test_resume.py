@@ -73,7 +73,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_numbers(ready, uninterrupted
     record = load_run(out)
     assert record.complete and record.summary["resumed_from"].startswith(("after phase", "phase"))
     _same_numbers(record, uninterrupted)
-    assert "run folder" in result.stdout
+    assert f"record: {out}" in result.stdout
 
 
 class _Boom(Exception):

@@ -58,7 +58,7 @@ def test_step_schedule_divides_at_the_milestones():
 ])
 def test_bad_schedule_settings_name_the_field(values, field):
     with pytest.raises(ConfigError, match=field):
-        RunConfig.from_dict(values)
+        RunConfig.from_dict({"scenario": "synthetic", **values})
 
 
 def test_a_task_without_validation_images_fails_before_anything_is_written(tmp_path):

@@ -117,7 +117,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_readme_sweep_example_is_the_file_and_figure_5s_protocol_over_5_seeds():
     from gradlab.figures import figure_plan
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "guide" / "runs.md").read_text()
     example = (ROOT / "sweeps" / "fig5_five_seeds.yaml").read_text()
     assert f"```yaml\n{example}```" in readme
     assert "gradlab sweep sweeps/fig5_five_seeds.yaml --out runs/sweep-fig5" in readme
@@ -132,9 +132,9 @@ def test_readme_sweep_example_is_the_file_and_figure_5s_protocol_over_5_seeds():
 def test_readme_resume_commands_run_as_printed(tmp_path, monkeypatch, capsys):
     from gradlab.cli import main
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "guide" / "runs.md").read_text()
     section = readme[readme.index("**Resume.**"):readme.index("**Sweeps.**")]
-    commands = [line.split()[1:] for line in section.splitlines() if line.startswith("gradlab run ")]
+    commands = [line.split()[1:] for line in section.splitlines() if line.startswith(".venv/bin/gradlab run ")]
     assert len(commands) == 2 and commands[1][-1] == "--resume"
     monkeypatch.chdir(tmp_path)
     assert main(commands[0]) == 0

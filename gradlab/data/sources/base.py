@@ -1,7 +1,7 @@
 """What every source returns: labelled uint8 image sets and the facts a scenario needs about them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,13 @@ class Source:
     holdout_quirk: bool = True  # the in-memory loaders' index-0 quirk (gradlab.data.holdout)
 
 
+# the recipe of the paper's ImageNetSubset / Food-101 / ImageNet-1k rows: 90 epochs, lr / 10 after 30 and 60,
+# weight decay 1e-4 (batch 128, lr 0.1, momentum 0.9 as for CIFAR-100)
+IMAGENET_RECIPE = {"epochs": 90, "lr_milestones": [30, 60], "weight_decay": 1e-4}
+# short CPU recipes that learn on the small grey sources (the `make figures` quick protocol's optimisation)
+SMALL_GREY_RECIPE = {"epochs": 20, "batch_size": 32}
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """Static facts about a source, available without loading anything."""
@@ -108,5 +115,10 @@ class SourceInfo:
     augment: str = "crop_flip"    # the official training augmentation (what ``augment: auto`` picks)
     model: str = "resnet32"       # what ``model: auto`` picks
     image_files: bool = False     # images are files read batch by batch (gradlab.data.file_data), not arrays
+    # the default recipe: optimisation settings a run on this source takes when it leaves them unset (see
+    # gradlab.config.PAPER_RECIPE for the rest); {} = the paper's CIFAR-100 recipe
+    recipe: dict = field(default_factory=dict)
+    train_per_class: int = 500    # nominal training / test images per class (for time estimates only)
+    test_per_class: int = 100
 
 

@@ -18,7 +18,7 @@ CIFAR_LAYOUT = (
 INFO = SourceInfo(
     "cifar100", 100, (32, 32, 3), True,
     "CIFAR-100: 50 000 train / 10 000 test 32x32 RGB images, 100 classes (500 / 100 per class).",
-    CIFAR_LAYOUT, val_fraction=0.1, augment="resized_crop")
+    CIFAR_LAYOUT, val_fraction=0.1, augment="resized_crop", train_per_class=500, test_per_class=100)
 
 
 def check(root, download: bool) -> None:
@@ -31,7 +31,7 @@ def check(root, download: bool) -> None:
         what = "folder" if not folder.is_dir() else "file(s) " + ", ".join(missing) + " in"
         raise DataError(
             f"CIFAR-100 {what} {folder} not found. Expected layout: {CIFAR_LAYOUT}. "
-            "Pass --download (download=True) to fetch and extract it automatically.")
+            "Pass --download true (download=True) to fetch and extract it automatically.")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlab.data.sources.base import ArrayImageSet, DataError, Source, SourceInfo, check_classes
+from gradlab.data.sources.base import SMALL_GREY_RECIPE, ArrayImageSet, DataError, Source, SourceInfo, check_classes
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -47,7 +47,7 @@ INFO = SourceInfo(
     "(6 000 / 1 000 per class); real data, offline through Debian's dataset-fashion-mnist package.",
     "four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
     "t10k-labels-idx1-ubyte; .gz or not) in <root>, <root>/FashionMNIST/raw or " + str(DEBIAN_FOLDER),
-    model="small")
+    model="small", recipe=SMALL_GREY_RECIPE, train_per_class=6000, test_per_class=1000)
 
 
 # ---------------------------------------------------------------------------------------------- IDX

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlab.data.sources.base import DataError, Source, SourceInfo
+from gradlab.data.sources.base import IMAGENET_RECIPE, DataError, Source, SourceInfo
 from gradlab.data.sources.files import IMAGENET_MEAN, IMAGENET_STD, FileImageSet, check_classes, read_list
 
 NUM_CLASSES = 101
@@ -36,7 +36,8 @@ INFO = SourceInfo(
     "food101", NUM_CLASSES, (224, 224, 3), True,
     "Food-101: 101 dishes, 750 train / 250 test photos per class, 224x224 crops; Food101-LT by the profile code "
     "(n_max 750, rho 100).",
-    LAYOUT, val_fraction=0.1, augment="resized_crop", model="resnet18", image_files=True)
+    LAYOUT, val_fraction=0.1, augment="resized_crop", model="resnet18", image_files=True,
+    recipe=IMAGENET_RECIPE, train_per_class=750, test_per_class=250)
 
 
 def _read_meta(path: Path, classes: list[str] | None) -> tuple[list[str], list[str], list[int]]:

@@ -11,13 +11,13 @@ DIGITS_INFO = SourceInfo(
     "digits", 10, (8, 8, 1), False,
     "scikit-learn's handwritten digits (1 797 8x8 grey images, 10 classes), shipped offline; "
     "50 test images per class, the rest for training.",
-    "", model="small")
+    "", model="small", recipe={"epochs": 10, "batch_size": 32}, train_per_class=130, test_per_class=50)
 SYNTHETIC_INFO = SourceInfo(
     "synthetic", 100, (32, 32, 3), False,
     "Generated 32x32 RGB images, 100 confusable classes (500 train / 100 test per class), rendered "
     "lazily: not a real data set; the fast stand-in for tests and for the structure of the 100-class "
     "CIFAR-100 protocol.",
-    "")
+    "", train_per_class=500, test_per_class=100)
 
 
 # ----------------------------------------------------------------------------------------------

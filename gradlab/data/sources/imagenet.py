@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlab.data.sources.base import DataError, Source, SourceInfo
+from gradlab.data.sources.base import IMAGENET_RECIPE, DataError, Source, SourceInfo
 from gradlab.data.sources.files import (IMAGENET_MEAN, IMAGENET_STD, FileImageSet, check_classes, image_files,
                                         read_list)
 
@@ -39,12 +39,14 @@ SUBSET_INFO = SourceInfo(
     "ImageNetSubset: 100 ILSVRC-2012 classes (the LUCIR / LT-CIL choice, seed 1993), ~1 300 train and 50 test "
     "JPEGs per class, 224x224 crops.",
     f"<root>/{SUBSET_LISTS}/{{train,test}}.txt ('<path> <label>' lines, labels 0..99), or {ILSVRC_LAYOUT}",
-    val_fraction=0.1, augment="resized_crop", model="resnet18", image_files=True)
+    val_fraction=0.1, augment="resized_crop", model="resnet18", image_files=True,
+    recipe=IMAGENET_RECIPE, train_per_class=1300, test_per_class=50)
 FULL_INFO = SourceInfo(
     "imagenet1k", 1000, (224, 224, 3), True,
     "ImageNet-1k (ILSVRC-2012): 1 000 classes, ~1.28 M train / 50 000 validation JPEGs, 224x224 crops.",
     f"<root>/{FULL_LISTS}/{{train,test}}.txt ('<path> <label>' lines, labels 0..999), or {ILSVRC_LAYOUT}",
-    val_fraction=0.1, augment="resized_crop", model="resnet18", image_files=True)
+    val_fraction=0.1, augment="resized_crop", model="resnet18", image_files=True,
+    recipe=IMAGENET_RECIPE, train_per_class=1300, test_per_class=50)
 
 
 def subset_wnids(wnids: list[str]) -> list[str]:
