@@ -137,7 +137,7 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
     base = "even" if first.base is None else first.base
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
     described = (f"scenario {first.scenario}, order {first.order}, rho {first.rho:g}, tasks {first.tasks}, "
-                 f"base {base}, memory {first.memory}, model {first.model}, epochs {first.epochs}, {seed_text}")
+                 f"base {base}, memory {first.memory}, {first.recipe_text()}, {seed_text}")
     write_text(out / "comparison.csv", table.to_csv(index=False))
     write_text(out / "comparison.md", markdown(table, described))
     curves = T.per_seed(T.accuracy_curves, {seed: {name: records[name][seed] for name in configs} for seed in seeds})
