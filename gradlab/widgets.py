@@ -10,11 +10,13 @@ commas or spaces (``distillation=kd, eta=0``), each value read as YAML like the 
 (:func:`parse_method_args`). The Run button trains with :func:`gradlab.run` in the kernel; a
 trainer callback (:class:`ProgressCallback`) moves a progress bar over phases x epochs and writes the
 status line. Settings errors (``ConfigError``, missing data, a bad method argument) land in the status
-line as one line naming the field, never as a traceback. When the run ends three plotly panels (from
-:mod:`gradlab.plots.interactive`) show the accuracy after every phase (every run of this session, to
-compare), the per-class CE gradient magnitudes (the paper's Figure 2 quantity) and the classifier weight
-norms of the latest run; :meth:`Explorer.show_static` displays static PNG copies of them (for viewers
-without JavaScript).
+line as one line naming the field, never as a traceback. When the run ends, the outputs under the widget
+show a summary of the run and three figures (from :mod:`gradlab.plots.interactive`, titled with the run's
+method): the accuracy after every phase (every run of this session, to compare), the per-class gradient
+magnitudes on the method's classification loss (the paper's Figure 2 quantity) and the classifier weight
+norms of the latest run. They are regular cell outputs, not widget state: each is one output holding the
+plotly figure and a PNG of it, redrawn in place through display handles, so JupyterLab saves the last
+result with the notebook and shows it again after a reload (static viewers show the PNG).
 
 Keyword arguments of :func:`explorer` that name a control set its starting value (``method_args`` as
 a dict or as the field's text); any other ``RunConfig`` field (``batch_size=16``, ``model="small"``,
@@ -23,11 +25,11 @@ a dict or as the field's text); any other ``RunConfig`` field (``batch_size=16``
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
 import time
+import uuid
 from pathlib import Path
 
 import ipywidgets as W
@@ -52,8 +54,10 @@ DEFAULTS = {"scenario": "fashion_mnist", "imbalance": 100.0, "order": "lt", "bas
 #: pass ``precision="fp32"`` to turn bf16 off.
 RUN_EXTRAS = {"progress": False, "checkpoints": False, "batch_size": 32}
 IMBALANCES = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
-RENDERER = "plotly_mimetype"   # JupyterLab's plotly renderer (jupyterlab-plotly); no CDN, no network
 MAX_COMPARED = 6               # runs kept in the accuracy panel
+PANELS = ("accuracy", "gradients", "weights")
+WAITING = ("No run yet: choose settings and press **Run**. The last run's summary and figures appear here, "
+           "and stay in the notebook when it is saved.")
 
 
 _KEY = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -190,11 +194,12 @@ class ProgressCallback(Callback):
 
 
 class Explorer(W.VBox):
-    """The explorer widget: controls, Run button, progress, status and three plot panels.
+    """The explorer widget: controls, Run button, progress and status; displayed, it is followed by four
+    regular outputs (the last run's summary and its three figures) that every run redraws in place.
 
     Attributes worth knowing: ``controls`` (name -> widget), ``records`` (label -> RunRecord, this
     session's runs), ``record`` (the latest), ``figures`` (panel name -> plotly figure), ``error``
-    (the last error message or None).
+    (the last error message or None), ``handles`` (output name -> display handle, once displayed).
     """
 
     def __init__(self, out_root: str | Path = "runs/explorer", **defaults):
@@ -216,15 +221,15 @@ class Explorer(W.VBox):
         self.progress = W.IntProgress(value=0, min=0, max=1, description="progress",
                                       layout=W.Layout(width="60%"))
         self.status = W.HTML("ready: choose settings and press <b>Run</b>")
-        self.panels = {name: W.Output(layout=W.Layout(width="100%", min_height="60px"))
-                       for name in ("accuracy", "gradients", "weights")}
+        self.handles: dict = {}
+        self.errors: dict = {}
+        self._display_id = f"gradlab-explorer-{uuid.uuid4().hex}"
         c = self.controls
         grid = W.GridBox([c["scenario"], c["order"], c["imbalance"], c["method"], c["method_args"], c["base"],
                           c["tasks"], c["memory"], c["epochs"], c["seed"], c["max_per_class"], c["device"]],
                          layout=W.Layout(grid_template_columns="repeat(3, 1fr)", grid_gap="4px 12px"))
         super().__init__([W.HTML("<h3>gradlab explorer</h3>"), grid, self.method_help,
-                          W.HBox([self.run_button, self.progress]), self.status,
-                          *self.panels.values()])
+                          W.HBox([self.run_button, self.progress]), self.status])
         self.add_class("gradlab-explorer")
 
     # ---------------------------------------------------------------- controls
@@ -322,73 +327,77 @@ class Explorer(W.VBox):
         self.update_panels()
         return record
 
+    def _method(self) -> str:
+        cfg = self.record.config
+        return cfg.method + (f" ({format_method_args(cfg.method_args)})" if cfg.method_args else "")
+
     def _gradient_panel(self):
         """Figure 2 for the latest run, on its classification loss (CE, or NCA for PODNet / SIR)."""
         from gradlab.plots import interactive, tables
 
         term = tables.classification_term(self.record)
         name = term.removeprefix("grad_")
-        return interactive.gradient_magnitudes(tables.gradient_magnitudes(self.record, term),
-                                               ylabel=f"mean ‖∇<sub>W_j</sub> L<sub>{name}</sub>‖")
+        return interactive.gradient_magnitudes(
+            tables.gradient_magnitudes(self.record, term), ylabel=interactive.gradient_label(name),
+            title=f"{self._method()}: per-class {name.upper()} gradient of the classifier rows")
 
     def update_panels(self) -> None:
-        """Redraw the three plotly panels from ``records`` / ``record``."""
+        """Redraw the three figures from ``records`` / ``record``, and the outputs under the widget."""
         from gradlab.plots import interactive, tables
 
         latest = {run_label(self.record.config): self.record}
         makers = {
-            "accuracy": lambda: interactive.accuracy_curves(tables.accuracy_curves(self.records)),
+            "accuracy": lambda: interactive.accuracy_curves(tables.accuracy_curves(self.records),
+                                                            title="Accuracy after every phase, this session's runs"),
             "gradients": lambda: self._gradient_panel(),
-            "weights": lambda: interactive.weight_norms(tables.weight_norms(latest)),
+            "weights": lambda: interactive.weight_norms(
+                tables.weight_norms(latest), title=f"{self._method()}: classifier weight norms after the last phase"),
         }
-        in_kernel = _in_kernel()
+        self.errors = {}
         for name, make in makers.items():
             try:
-                fig = self.figures[name] = make()
+                self.figures[name] = make()
             except Exception as err:  # noqa: BLE001  (a panel that cannot draw says why)
                 self.figures.pop(name, None)
-                fig, message = None, f"{name} panel: {type(err).__name__}: {err}"
-            if not in_kernel:  # plain Python (tests, scripts): keep the figures, print nothing
-                continue
-            panel = self.panels[name]
-            panel.clear_output(wait=True)
-            with panel:
-                if fig is None:
-                    print(message)
-                else:
-                    fig.show(renderer=RENDERER)
+                self.errors[name] = f"{name} panel: {type(err).__name__}: {err}"
+        for name in sorted(self.handles, key=lambda n: n == "summary"):     # the summary last: "all redrawn"
+            handle, bundle = self.handles[name], self.bundle(name)
+            handle.update({"text/plain": ""}, raw=True)   # a fresh renderer: jupyterlab-plotly keeps a graph it drew
+            handle.update(bundle, raw=True)
 
-    def static_figures(self) -> dict:
-        """Matplotlib copies of the three panels (same tables): for viewers without JavaScript."""
-        from gradlab.plots import figures, tables
-
+    def summary(self) -> str:
+        """The last run in one Markdown line (the first output under the widget)."""
         if self.record is None:
-            return {}
-        term = tables.classification_term(self.record)
-        makers = {
-            "accuracy": lambda: figures.accuracy_curves(tables.accuracy_curves(self.records)),
-            "gradients": lambda: figures.fig2(tables.gradient_magnitudes(self.record, term),
-                                              ylabel=rf"mean $\|\nabla_{{W_j}} L_{{{term[5:]}}}\|$"),
-            "weights": lambda: figures.weight_norms(
-                tables.weight_norms({run_label(self.record.config): self.record})),
-        }
-        out = {}
-        for name, make in makers.items():
-            try:
-                out[name] = make()
-            except Exception:  # noqa: BLE001  (the interactive panel already says why)
-                continue
-        return out
+            return WAITING
+        s = self.record.summary
+        return (f"**Last run:** {_escape(run_label(self.record.config))} · done in {s.get('wall_time_s', 0):.1f} s "
+                f"on {s.get('device', '?')} · average incremental accuracy {s['average_incremental_accuracy']:.1%} · "
+                f"final {s['final_accuracy']:.1%} · forgetting {_pct(s.get('average_forgetting'))} · "
+                f"record: `{self.record.path}`")
 
-    def show_static(self) -> None:
-        """Display :meth:`static_figures` as PNG images (nothing before the first run)."""
+    def bundle(self, name: str) -> dict:
+        """The display bundle of one output under the widget: ``summary`` (Markdown) or a figure (plotly + PNG)."""
+        from gradlab.plots.static import figure_bundle
+
+        if name == "summary":
+            return {"text/markdown": self.summary(), "text/plain": self.summary()}
+        if name in self.figures:
+            return figure_bundle(self.figures[name])
+        return {"text/plain": self.errors.get(name, "")}
+
+    def _ipython_display_(self) -> None:
+        """The widget, then the summary and the three figures as regular outputs with display ids."""
         from IPython.display import display
 
-        from gradlab.plots.notebook import png_bytes
+        display(self._repr_mimebundle_(), raw=True)
+        for name in ("summary", *PANELS):
+            self.handles[name] = display(self.bundle(name), raw=True, display_id=f"{self._display_id}-{name}")
 
-        for name, fig in self.static_figures().items():
-            display({"image/png": base64.b64encode(png_bytes(fig)).decode("ascii"),
-                     "text/plain": f"<static copy of the explorer's {name} panel>"}, raw=True)
+    def static_figures(self) -> dict:
+        """Matplotlib copies of the three figures (the PNGs of the outputs): {name: Figure}."""
+        from gradlab.plots.static import to_matplotlib
+
+        return {name: to_matplotlib(fig) for name, fig in self.figures.items()}
 
 
 def explorer(run_now: bool = False, out_root: str | Path = "runs/explorer", **defaults) -> Explorer:
@@ -398,14 +407,6 @@ def explorer(run_now: bool = False, out_root: str | Path = "runs/explorer", **de
     if run_now:
         ex.run()
     return ex
-
-
-def _in_kernel() -> bool:
-    """True inside a Jupyter kernel, where Output widgets capture what is displayed."""
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def _escape(text: str) -> str:

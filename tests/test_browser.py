@@ -3,11 +3,12 @@
 A private JupyterLab serves a temp folder holding ``04_explorer.ipynb`` with tiny settings and
 ``run_now = True`` (and a seed and a method argument set); Chromium opens it, runs every cell from the Run
 menu, and the test checks that the widgets render (with the seed, max-per-class and method-args controls), the
-run finishes with those values ("done" in the status line), plotly plots appear, the last cell shows static
-copies of the panels, and that a malformed method argument typed into its field and run gives one error
-line in the status, not a traceback. A screenshot is
-saved under the test's tmp folder (``explorer.png``, ``explorer_widget.png``). The server and its
-kernels are always shut down. Without Chromium the test fails (it never skips): install it with
+run finishes with those values ("done" in the status line), its three plotly figures appear as regular
+outputs under the widget (titled with the run's method, each drawn once: no PNG twin), that a malformed
+method argument typed into its field and run gives one error line in the status, not a traceback, and that a
+second run started with the Run button (method ``ce``) redraws those outputs, which are still there after the
+notebook is saved and the page reloaded. Screenshots are saved under the test's tmp folder (``explorer.png``,
+``explorer_widget.png``, ``reloaded.png``). The server and its kernels are always shut down. Without Chromium the test fails (it never skips): install it with
 ``apt-get install -y chromium`` (``.ci/run`` does) or point ``GRADLAB_CHROMIUM`` at a binary.
 """
 from __future__ import annotations
@@ -144,6 +145,27 @@ class Lab:
         self.log.close()
 
 
+OUTPUTS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output"
+FIGURES = f"{OUTPUTS}.jp-RenderedPlotly"
+
+
+def figure_titles(page, count: int) -> list[str]:
+    """Point at every figure output and return the titles of the interactive figures, once ``count`` are
+    drawn: jupyterlab-plotly shows an output's PNG until the pointer enters it, then draws the plotly figure."""
+    figures = page.locator(FIGURES)
+    for i in range(figures.count()):
+        figures.nth(i).scroll_into_view_if_needed()
+        figures.nth(i).hover()
+    page.wait_for_function(f"() => document.querySelectorAll('{FIGURES}.js-plotly-plot .gtitle').length >= {count}",
+                           timeout=60_000)
+    return page.locator(f"{FIGURES}.js-plotly-plot .gtitle").all_text_contents()
+
+
+def wait_for_output_text(page, text: str, timeout_s: float) -> None:
+    page.wait_for_function(f"() => [...document.querySelectorAll('{OUTPUTS}')].some(e => e.innerText.includes({text!r}))",
+                           timeout=timeout_s * 1000)
+
+
 def cell_prompts(page) -> list[str]:
     return page.eval_on_selector_all(
         ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt",
@@ -224,14 +246,20 @@ def test_explorer_in_jupyterlab(tmp_path):
                                        timeout=RUN_S * 1000)
                 explorer = page.locator(".gradlab-explorer")
                 explorer.wait_for(state="visible", timeout=RUN_S * 1000)
-                page.wait_for_selector(".gradlab-explorer .js-plotly-plot", timeout=RUN_S * 1000)
+                page.wait_for_selector(FIGURES, timeout=RUN_S * 1000)
                 prompts = wait_all_cells_ran(page, RUN_S)
 
                 status = explorer.inner_text()
                 assert "done" in status, f"explorer status is not 'done':\n{status}"
                 assert "error" not in status.lower()
-                plots = page.locator(".gradlab-explorer .js-plotly-plot")
-                assert plots.count() == 3, f"expected 3 plotly panels, found {plots.count()}"
+                plots = page.locator(FIGURES)
+                assert plots.count() == 3, f"expected 3 figures under the explorer, found {plots.count()}"
+                assert page.locator(".gradlab-explorer .jp-RenderedPlotly").count() == 0, "figures in widget state"
+                first = plots.first.locator("img.plot-img").get_attribute("src")
+                assert first.startswith("data:image/png;base64,"), "the output's PNG is shown until the pointer enters"
+                titles = figure_titles(page, 3)
+                assert sum(t.startswith("dgr (distillation=kd): ") for t in titles) == 2, titles
+                assert page.locator(f"{FIGURES}.js-plotly-plot").count() == 3
                 text = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").inner_text()
                 assert "Traceback (most recent call last)" not in text, f"a cell raised an error:\n{text[-3000:]}"
                 assert "RunRecord(" in text, "the last cell should print the explorer's finished run"
@@ -240,8 +268,8 @@ def test_explorer_in_jupyterlab(tmp_path):
                 values = explorer.locator("input").evaluate_all("els => els.map(e => e.value)")
                 assert "distillation=kd" in values and "1" in values, f"control values: {values}"
                 assert "distillation=kd" in status and "seed 1" in status, "the run should carry the controls' values"
-                static = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-RenderedImage img")
-                assert static.count() >= 3, "the last cell should show static copies of the three panels"
+                twins = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-RenderedImage img")
+                assert twins.count() == 0, "JupyterLab should draw each figure once (plotly), not its PNG as well"
 
                 plots.last.scroll_into_view_if_needed()
                 page.wait_for_timeout(1000)  # let plotly finish its layout
@@ -263,6 +291,29 @@ def test_explorer_in_jupyterlab(tmp_path):
                 status = explorer.inner_text()
                 assert "ConfigError" in status and "Traceback" not in status, status
                 assert plots.count() == 3, "a bad setting must leave the last run's panels in place"
+
+                # a second run from the Run button redraws the outputs in place; saved, they survive a reload
+                field.fill("")
+                field.press("Enter")
+                explorer.locator(".widget-dropdown:has(label:text-is('method')) select").select_option("ce")
+                explorer.locator("button", has_text="Run").first.click()
+                wait_for_output_text(page, "Last run: ce", RUN_S)
+                assert plots.count() == 3 and "error" not in explorer.inner_text().lower()
+                titles = figure_titles(page, 3)          # the drawn figures were replaced, not kept
+                assert sum(t.startswith("ce: ") for t in titles) == 2, titles
+                page.keyboard.press("Control+s")
+                saved = root / NOTEBOOK.name
+                deadline = time.monotonic() + 60
+                while "ce: per-class" not in saved.read_text() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                assert "ce: per-class" in saved.read_text(), "saving should write the explorer's outputs"
+                page.reload(wait_until="domcontentloaded")
+                wait_notebook_ready(page, timeout_s=240)
+                page.wait_for_selector(FIGURES, timeout=60_000)
+                wait_for_output_text(page, "Last run: ce", 60)
+                titles = figure_titles(page, 3)
+                assert len(titles) == 3 and sum(t.startswith("ce: ") for t in titles) == 2, titles
+                page.screenshot(path=str(tmp_path / "reloaded.png"))
             except BaseException:
                 with contextlib.suppress(Exception):
                     page.screenshot(path=str(tmp_path / "failure.png"))

@@ -1,17 +1,19 @@
-"""The notebooks run top to bottom and tell the truth, and the explorer's logic works without a browser.
+"""The notebooks run top to bottom, show something at once and tell the truth.
 
 Each notebook is executed once (a module fixture) with nbclient in a fresh ``python3`` kernel whose working
 folder is a temp folder (runs and caches land there); its ``parameters`` cell keeps its knobs and gets tiny
 settings appended (digits, 1 epoch, one or two seeds, one worker). The tests then check the executed
-notebook: no errors, the expected outputs, a static PNG beside every plotly figure (what viewers without
-JavaScript show; also through ``nbconvert --to html``), and that the statements notebooks 02 and 03
-generate about their runs match those runs' numbers, recomputed here from the runs the notebook cached.
-The committed notebooks must carry no outputs.
+notebook: no errors, the expected outputs, every figure ONE output holding the plotly figure and its PNG (what
+viewers without JavaScript show; also through ``nbconvert --to html``), the tour's first picture before any
+training, and that the statements notebooks 02 and 03 generate about their runs match those runs' numbers,
+recomputed here from the runs the notebook cached. The committed notebooks must carry no outputs. The
+explorer's own tests are in ``test_explorer.py``.
 """
 from __future__ import annotations
 
 import base64
 import copy
+import io
 import json
 import re
 import time
@@ -19,7 +21,6 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
-import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,72 +218,94 @@ def test_notebook_runs(path, executed):
         assert "RunRecord(" in text_of(nb), "run_now=True should leave a finished run in the explorer"
 
 
+def figure_outputs(nb) -> list[tuple[int, dict]]:
+    """(cell index, data) of every cell output that shows a figure (plotly or an image)."""
+    return [(i, out["data"]) for i, outs in cell_outputs(nb) for out in outs
+            if any(m in out.get("data", {}) for m in (PLOTLY, PNG, "image/jpeg", "image/svg+xml"))]
+
+
+def plotly_title(data: dict) -> str:
+    return (data[PLOTLY].get("layout", {}).get("title") or {}).get("text") or ""
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_static_png_beside_every_plotly_figure(path, executed):
-    """Viewers without JavaScript (nbconvert --to html, GitHub) cannot draw plotly: each plotly output is
-    followed by a PNG of the same data in its cell, and the plotly bundle itself carries no huge text."""
+def test_each_figure_is_one_output_in_both_forms(path, executed):
+    """Every figure is ONE cell output holding the plotly figure (JupyterLab draws it) and a PNG of that same
+    figure (what nbconvert --to html and GitHub show), never two twins; no figure lives in widget state (gone
+    after a reload); the PNG is the plotly figure drawn by to_matplotlib (same view, same colours)."""
+    import matplotlib.image as mpimg
+    import plotly.graph_objects as go
+
+    from gradlab.plots.static import png_bytes, to_matplotlib
+
     nb, _ = executed(path.name)
-    plotly_count = 0
-    for index, outputs in cell_outputs(nb):
-        for k, out in enumerate(outputs):
-            data = out.get("data", {})
-            if PLOTLY not in data:
-                continue
-            plotly_count += 1
-            assert "text/html" not in data, f"cell {index}: a plotly output with text/html needs JavaScript"
-            assert len(data.get("text/plain", "")) < 300, f"cell {index}: the plotly output's text is a dump"
-            following = outputs[k + 1] if k + 1 < len(outputs) else {}
-            assert PNG in following.get("data", {}), f"{path.name} cell {index}: plotly figure without a PNG beside it"
-            assert is_png(following["data"][PNG])
-    in_widgets = sum(PLOTLY in o.get("data", {}) for o in widget_outputs(nb))
-    if in_widgets:   # the explorer: its panels live in widgets; the notebook shows static copies of them
-        pngs = [o["data"][PNG] for _, outs in cell_outputs(nb) for o in outs if PNG in o.get("data", {})]
-        assert len(pngs) >= in_widgets and all(is_png(p) for p in pngs)
-    assert plotly_count + in_widgets > 0, f"{path.name} shows no plotly figure at all"
+    figures = figure_outputs(nb)
+    assert figures, f"{path.name} shows no figure"
+    titles = []
+    for index, data in figures:
+        assert PLOTLY in data and PNG in data, f"{path.name} cell {index}: a figure output with only {sorted(data)}"
+        assert is_png(data[PNG])
+        assert "text/html" not in data, f"cell {index}: a plotly output with text/html needs JavaScript"
+        assert len(data.get("text/plain", "")) < 300, f"cell {index}: the figure's text is a dump"
+        titles.append(plotly_title(data))
+        assert titles[-1], f"{path.name} cell {index}: a figure without a title"
+        fig = go.Figure({key: data[PLOTLY][key] for key in ("data", "layout")})
+        shown = mpimg.imread(io.BytesIO(base64.b64decode(data[PNG])), format="png")
+        redrawn = mpimg.imread(io.BytesIO(png_bytes(to_matplotlib(fig))), format="png")
+        assert shown.shape == redrawn.shape and np.abs(shown - redrawn).mean() < 0.01, \
+            f"{path.name} cell {index}: the PNG is not the plotly figure {titles[-1]!r}"
+    assert len(titles) == len(set(titles)), f"{path.name} shows a figure twice: {titles}"
+    assert not any(m in out.get("data", {}) for out in widget_outputs(nb) for m in (PLOTLY, PNG)), \
+        f"{path.name} keeps a figure in widget state"
 
 
 def test_static_html_export_shows_every_figure(executed):
-    """``jupyter nbconvert --to html`` of an executed notebook: one <img> PNG per plotly figure (and more)."""
+    """``jupyter nbconvert --to html`` of an executed notebook: one <img> PNG per figure, no plotly JSON needed."""
     from nbconvert import HTMLExporter
 
     nb, _ = executed("02_imbalanced_forgetting.ipynb")
     html, _ = HTMLExporter().from_notebook_node(nb)
-    plotly_count = sum(PLOTLY in o.get("data", {}) for _, outs in cell_outputs(nb) for o in outs)
-    assert plotly_count >= 2
-    assert html.count("data:image/png;base64,") >= plotly_count + 1   # + the forgetting-vs-count figure
-    assert "its static copy (PNG) follows" in html
+    figures = figure_outputs(nb)
+    assert len(figures) >= 4
+    for index, data in figures:
+        assert "data:image/png;base64," + data[PNG].strip()[:200] in html, f"cell {index}: its PNG is not in the HTML"
 
 
-def test_static_copy_draws_the_same_data():
-    """notebook.to_matplotlib: every bar, point and heatmap cell of the plotly figure, on the facet it sits in."""
-    import plotly.express as px
+# ---------------------------------------------------------------------- the tour draws before it trains
+TRAINING = re.compile(r"\b(run_cached|run_many|cached_run|figure_runs|run_plans|explorer)\s*\(|gradlab\.run\s*\(")
 
-    from gradlab.plots import interactive, notebook
 
-    frame = pd.DataFrame({"phase": [0, 0, 1, 1, 1], "class": [0, 1, 0, 1, 2], "images": [5, 3, 2, 2, 7],
-                          "role": ["new", "new", "old", "old", "new"]})
-    static = notebook.to_matplotlib(px.bar(frame, x="class", y="images", color="role", facet_col="phase"))
-    drawn = [ax for ax in static.axes if ax.patches]
-    assert len(drawn) == 2
-    assert sorted(p.get_height() for ax in drawn for p in ax.patches) == sorted(frame.images)
-    assert {t.get_text() for t in static.legends[0].get_texts()} == {"new", "old"}
+def test_tour_draws_before_it_trains(executed, tmp_path):
+    """The tour's first picture needs no run: it is in the first code cell after the parameters, no cell up
+    to it calls a training function, and executed alone (fresh kernel and folder) those cells draw it and
+    leave no run behind. The runs train later, in one cell, under a progress bar that reaches its end."""
+    nb, _ = executed("00_tour.ipynb")
+    first = figure_outputs(nb)[0][0]
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    assert first == code[1], "the first figure should come right after the parameters cell"
+    training = [i for i in code if TRAINING.search(nb.cells[i].source)]
+    assert len(training) == 1 and first < training[0], f"training cells {training}, first figure in cell {first}"
+    progress = "\n".join(o.get("data", {}).get("text/plain", "") for o in nb.cells[training[0]].outputs)
+    bar = re.search(r"training (\d+) run\(s\) \|[█·]+\| (\d+)/(\d+) phases", progress)
+    assert bar and bar.group(2) == bar.group(3), f"no finished progress bar in the training cell:\n{progress}"
 
-    curves = pd.DataFrame({"label": ["a", "a", "b", "b"], "phase": [0, 1, 0, 1], "acc_all_seen": [0.5, 0.4, 0.6, 0.55],
-                           "acc_task_mean": [0.5, 0.4, 0.6, 0.5]})
-    static = notebook.to_matplotlib(interactive.accuracy_curves(curves))
-    lines = sorted(tuple(np.round(line.get_ydata(), 6)) for line in static.axes[0].lines)
-    assert lines == [(50.0, 40.0), (60.0, 55.0)]
-    seeds = pd.concat([curves.assign(seed=0), curves.assign(seed=1, acc_all_seen=curves.acc_all_seen + 0.1)])
-    fig = interactive.accuracy_curves(seeds)          # per-seed tables: the mean over seeds, ± std error bars
-    assert len(fig.data) == 2 and "2 seeds" in fig.layout.title.text
-    assert np.allclose(fig.data[0].y, [55.0, 45.0]) and np.allclose(fig.data[0].error_y.array, [7.0710678, 7.0710678])
+    prefix = with_parameters(nbformat.read(NOTEBOOK_DIR / "00_tour.ipynb", as_version=4), TINY["00_tour.ipynb"])
+    prefix.cells = prefix.cells[:first + 1]
+    notebook_client(prefix, tmp_path).execute()
+    assert figure_outputs(prefix) and figure_outputs(prefix)[0][0] == first
+    assert not (tmp_path / "runs").exists(), "the cells before the first figure trained (or cached) a run"
 
-    matrix = pd.DataFrame([[0.1, np.nan], [0.2, 0.3]], index=pd.RangeIndex(2, name="phase"),
-                          columns=pd.RangeIndex(2, name="task"))
-    static = notebook.to_matplotlib(interactive.heatmap(matrix, "m"))
-    image = static.axes[0].images[0].get_array()
-    assert np.allclose(image.filled(np.nan)[~image.mask], [10.0, 20.0, 30.0])
-    assert notebook.png_bytes(static)[:8] == b"\x89PNG\r\n\x1a\n"
+
+def test_explorer_notebook_keeps_its_figures_as_cell_outputs(executed):
+    """04: the explorer's figures are regular outputs of the explorer's cell (saved with the notebook, there
+    after a reload), titled with the run's method, not contents of Output widgets."""
+    nb, _ = executed("04_explorer.ipynb")
+    cell = next(c for c in nb.cells if c.cell_type == "code" and any(WIDGET in o.get("data", {}) for o in c.outputs))
+    titles = [plotly_title(o["data"]) for o in cell.outputs if PLOTLY in o.get("data", {})]
+    assert len(titles) == 3, titles
+    method = TINY["04_explorer.ipynb"]["method_args"]
+    assert sum(t.startswith(f"dgr ({method}): ") for t in titles) == 2, titles
+    assert any("Last run:** dgr" in o.get("data", {}).get(MARKDOWN, "") for o in cell.outputs)
 
 
 # ---------------------------------------------------------------------- the generated statements
@@ -379,216 +402,3 @@ def test_03_statements_match_its_numbers(executed):
     assert cvs[m.group(1)] == pytest.approx(min(cvs.values()), abs=1e-12)
     verdict_texts = re.findall(r"Verdict on these runs: (reproduced|not reproduced|inconclusive)", "\n".join(texts))
     assert verdict_texts == [v.verdict for v in verdicts.weight_norm_verdicts(table)]
-
-
-def test_findings_say_what_the_numbers_say():
-    """The generators on made-up tables where the paper's claims fail: the text must say so."""
-    from gradlab.plots import notebook
-
-    rows = []
-    forgetting = {"none": 0.30, "KD": 0.10, "feature": 0.20, "DAKD": 0.15}   # DAKD forgets more than KD
-    for label, level in forgetting.items():
-        for seed, noise in enumerate((-0.004, 0.0, 0.004)):
-            for phase in (1, 2, 3, 4):
-                rows.append({"label": label, "seed": seed, "phase": phase, "forgetting": level + noise,
-                             "accuracy": 0.5, "average_incremental_accuracy": 0.6 - level + noise})
-    finding = notebook.fig5_finding(pd.DataFrame(rows))
-    text = finding.text
-    assert "lowest forgetting: **KD**, 10.0 ± 0.4 %" in text
-    assert "highest: **none**" in text
-    assert "DAKD forgot 5.0 percentage points more than KD" in text and "less than KD" not in text
-    assert "highest average incremental accuracy: **KD**" in text
-    assert "Verdict on these runs: not reproduced" in text
-    assert finding._repr_markdown_() == text
-
-    rows = []
-    for label, new_norm in (("CE", 0.89), ("DGR", 1.30)):   # CE's newest rows are smaller, DGR's larger
-        for seed, noise in enumerate((-0.01, 0.0, 0.01)):
-            for cls in range(10):
-                task = cls // 2
-                rows.append({"label": label, "seed": seed, "class": cls, "task": task, "train_count": 100 - 9 * cls,
-                             "weight_norm": new_norm + noise if task == 4 else 1.0 + 0.001 * noise * cls,
-                             "bias_abs": 0.0})
-    text = notebook.weight_norm_finding(pd.DataFrame(rows)).text
-    ce_line = next(line for line in text.splitlines() if line.startswith("- Under **CE**"))
-    assert "rows average **0.89 ± 0.01 ×** the rows of the earlier tasks: smaller" in ce_line
-    assert "larger" not in ce_line.split(";")[0]
-    assert ("Under **DGR** the newest task's rows average **1.30 ± 0.01 ×** the rows of the earlier tasks: "
-            "larger") in text
-    assert "Verdict on these runs: not reproduced" in text
-
-    single = pd.DataFrame([r for r in rows if r["seed"] == 0]).drop(columns="seed")
-    text = notebook.weight_norm_finding(single).text
-    assert "one seed" in text and "±" not in text.split("Verdict")[0]
-
-
-# ---------------------------------------------------------------------- the explorer, without a browser
-def test_explorer_controls_map_to_a_config(tmp_path):
-    from gradlab.widgets import config_from_controls, explorer
-
-    ex = explorer(scenario="digits", method="ce", tasks=3, epochs=1, imbalance=20, batch_size=16,
-                  out_root=tmp_path / "x")
-    cfg = ex.config()
-    assert (cfg["scenario"], cfg["method"], cfg["tasks"], cfg["epochs"], cfg["imbalance"]) == \
-        ("digits", "ce", 3, 1, 20.0)
-    assert cfg["batch_size"] == 16 and cfg["base"] is None and cfg["progress"] is False
-    assert Path(cfg["out"]).parent == tmp_path / "x"
-    ex.controls["order"].value = "conv"          # the balanced order forces rho = 1
-    assert ex.controls["imbalance"].disabled and ex.config()["imbalance"] == 1.0
-    values = {**ex.values(), "base": 4, "order": "ltio"}
-    assert config_from_controls(values, out_root=tmp_path)["base"] == 4
-    from gradlab.methods import list_methods
-
-    assert set(ex.controls["method"].options) == set(list_methods())
-
-
-def test_explorer_shows_errors_in_the_status_line(tmp_path):
-    from gradlab.widgets import explorer
-
-    ex = explorer(scenario="digits", tasks=3, base=9, epochs=1, out_root=tmp_path)  # 9 base + 2 tasks > 10
-    assert ex.run() is None
-    assert ex.error and "ConfigError" in ex.error and "error" in ex.status.value
-    assert ex.progress.bar_style == "danger" and not ex.run_button.disabled
-    assert not any(tmp_path.iterdir()), "a bad setting must leave nothing behind"
-
-
-def test_explorer_runs_and_draws(tmp_path):
-    from gradlab.widgets import explorer
-
-    ex = explorer(scenario="digits", method="dgr", tasks=2, epochs=1, memory=5, batch_size=32,
-                  device="cpu", out_root=tmp_path)
-    steps = []
-    ex.progress.observe(lambda change: steps.append(change["new"]), names="value")
-    record = ex.run()
-    assert record is not None and record.complete, ex.error
-    assert ex.progress.value == ex.progress.max == 2 and steps[-1] == 2 and 1 in steps
-    assert "done" in ex.status.value and ex.progress.bar_style == "success"
-    assert set(ex.figures) == {"accuracy", "gradients", "weights"}
-    ex.controls["method"].value = "ce"
-    ex.run()
-    assert len(ex.records) == 2 and len(ex.figures["accuracy"].data) >= 2
-
-
-@pytest.mark.parametrize("method", ["lucir", "podnet", "sir", "podnet-2stage", "icarl", "bic"])
-def test_explorer_draws_all_panels_for_every_head(method, tmp_path):
-    """Cosine (LUCIR) and LSC (PODNet, SIR) heads have no bias, and SIR classifies with NCA, not CE (PODNet with
-    CE, as LT-CIL ran it): the explorer still draws all three panels, Figure 2 on the method's own classification
-    loss."""
-    from gradlab.plots import tables
-    from gradlab.widgets import explorer
-
-    ex = explorer(scenario="digits", method=method, tasks=2, epochs=1, memory=5, batch_size=32, device="cpu",
-                  out_root=tmp_path)
-    record = ex.run()
-    assert record is not None and record.complete, ex.error
-    assert set(ex.figures) == {"accuracy", "gradients", "weights"}
-    term = tables.classification_term(record)
-    assert term == ("grad_nca" if method == "sir" else "grad_ce")
-    assert f"L<sub>{term[5:]}</sub>" in ex.figures["gradients"].layout.yaxis.title.text
-    norms = tables.weight_norms({"run": record})
-    assert (norms.weight_norm > 0).all() and len(norms) == 10
-    assert norms.bias_abs.isna().all() == (method in ("lucir", "podnet", "sir", "podnet-2stage"))
-
-
-# ---------------------------------------------------------------------- the new explorer controls
-def test_explorer_defaults_to_fashion_mnist_and_keeps_digits(tmp_path):
-    from gradlab.widgets import explorer
-
-    ex = explorer(out_root=tmp_path)
-    assert ex.controls["scenario"].value == "fashion_mnist"
-    assert {"fashion_mnist", "digits"} <= set(ex.controls["scenario"].options)
-    cfg = ex.config()
-    assert (cfg["scenario"], cfg["max_per_class"], cfg["imbalance"], cfg["tasks"], cfg["memory"], cfg["seed"]) == \
-        ("fashion_mnist", 1000, 100.0, 5, 20, 0)
-    ex.controls["scenario"].value = "digits"          # the cap follows the scenario: digits has < 1000 per class
-    assert ex.controls["max_per_class"].value == 0 and ex.config()["max_per_class"] is None
-
-
-def test_explorer_seed_max_per_class_and_method_args(tmp_path):
-    from gradlab.config import RunConfig
-    from gradlab.widgets import config_from_controls, explorer, run_name
-
-    ex = explorer(scenario="digits", method="dgr", seed=3, max_per_class=50, method_args="distillation=kd, eta=0.5",
-                  out_root=tmp_path)
-    assert set(ex.controls) >= {"seed", "max_per_class", "method_args"}
-    cfg = ex.config()
-    assert (cfg["seed"], cfg["max_per_class"], cfg["method_args"]) == (3, 50, {"distillation": "kd", "eta": 0.5})
-    ex.controls["seed"].value = 4
-    ex.controls["max_per_class"].value = 0                 # 0 = every image
-    ex.controls["method_args"].value = "eta=0 distillation=dakd"
-    cfg = ex.config()
-    assert (cfg["seed"], cfg["max_per_class"], cfg["method_args"]) == (4, None, {"eta": 0, "distillation": "dakd"})
-    # every control value is in the run's folder name: runs with other seeds / caps / args do not overwrite it
-    folders = {config_from_controls({**ex.values(), **change}, out_root=tmp_path)["out"]
-               for change in ({}, {"seed": 5}, {"max_per_class": 40}, {"method_args": "eta=1"}, {"method_args": ""})}
-    assert len(folders) == 5 and all(Path(f).parent == tmp_path for f in folders)
-    assert run_name(RunConfig.from_dict({"scenario": "digits", "seed": 7, "max_per_class": 30})).endswith("-n30-s7")
-    # a dict works too (explorer(method_args={...})), and is shown in the field as text
-    ex2 = explorer(scenario="digits", method="dgr", method_args={"eta": 0, "distillation": "kd"}, out_root=tmp_path)
-    assert ex2.controls["method_args"].value == "eta=0, distillation=kd"
-    assert ex2.config()["method_args"] == {"eta": 0, "distillation": "kd"}
-
-
-def test_parse_method_args():
-    from gradlab import ConfigError
-    from gradlab.widgets import format_method_args, parse_method_args
-
-    assert parse_method_args("") == parse_method_args("  ") == parse_method_args(None) == {}
-    assert parse_method_args("a=1 b=true, c=[1, 2],d='x y'  e=kd") == \
-        {"a": 1, "b": True, "c": [1, 2], "d": "x y", "e": "kd"}
-    assert parse_method_args("lambda_b = 0.5") == {"lambda_b": 0.5}
-    args = {"eta": 0, "distillation": "kd", "milestones": [1, 2], "name": "a b", "flag": False}
-    assert parse_method_args(format_method_args(args)) == args
-    for bad, words in (("eta", ["method_args", "'eta'"]), ("eta=", ["method_args", "'eta'", "no value"]),
-                       ("eta=1 eta=2", ["method_args", "twice"]), ("=3", ["method_args"]),
-                       ("eta=[1,", ["method_args", "'eta'", "YAML"])):
-        with pytest.raises(ConfigError) as err:
-            parse_method_args(bad)
-        message = str(err.value)
-        assert all(w in message for w in words), message
-        assert "\n" not in message
-
-
-@pytest.mark.parametrize("text, words", [
-    ("eta", ["method_args", "key=value"]),
-    ("bogus=1", ["method_args", "bogus"]),
-    ("distillation=nonsense", ["distillation", "nonsense"]),
-    ("eta=[1,", ["method_args", "YAML"]),
-])
-def test_explorer_bad_method_args_show_one_line_in_the_status(text, words, tmp_path):
-    from gradlab.widgets import explorer
-
-    ex = explorer(scenario="digits", method="dgr", tasks=2, epochs=1, method_args=text, out_root=tmp_path)
-    assert ex.run() is None
-    assert ex.error.startswith("ConfigError: ") and all(w in ex.error for w in words), ex.error
-    assert "\n" not in ex.error and "Traceback" not in ex.status.value and "<br" not in ex.status.value
-    assert "error" in ex.status.value and ex.progress.bar_style == "danger" and not ex.run_button.disabled
-    assert not any(tmp_path.iterdir()), "a bad setting must leave nothing behind"
-
-
-def test_explorer_bad_seed_or_cap_name_the_field(tmp_path):
-    from gradlab import ConfigError
-    from gradlab.widgets import config_from_controls, explorer
-
-    ex = explorer(scenario="digits", out_root=tmp_path)
-    with pytest.raises(ConfigError, match="seed"):
-        config_from_controls({**ex.values(), "seed": -1}, out_root=tmp_path)
-    with pytest.raises(ConfigError, match="max_per_class"):
-        config_from_controls({**ex.values(), "max_per_class": -5}, out_root=tmp_path)
-    ex.controls["max_per_class"].value = 5000          # more than digits has: the status line says so
-    assert ex.run() is None and "max_per_class" in ex.error and "\n" not in ex.error
-
-
-def test_explorer_run_uses_seed_cap_and_args_and_draws_static_copies(tmp_path):
-    from gradlab.widgets import explorer
-
-    ex = explorer(scenario="digits", method="dgr", tasks=2, epochs=1, memory=5, batch_size=32, device="cpu",
-                  seed=2, max_per_class=60, imbalance=10, method_args="distillation=kd", out_root=tmp_path)
-    record = ex.run()
-    assert record is not None and record.complete, ex.error
-    cfg = record.config
-    assert (cfg.seed, cfg.max_per_class, cfg.method_args) == (2, 60, {"distillation": "kd"})
-    assert int(record.classes.train_count.max()) == 60
-    assert "distillation=kd" in next(iter(ex.records)) and "seed 2" in next(iter(ex.records))
-    static = ex.static_figures()
-    assert set(static) == {"accuracy", "gradients", "weights"}

@@ -8,7 +8,8 @@ import pytest
 from matplotlib.figure import Figure
 
 import gradlab
-from gradlab.plots import figures, interactive, paper, tables
+from gradlab.plots import figures, interactive, palette, paper, tables
+from gradlab.plots.static import to_matplotlib
 
 METHODS = ("ce", "dgr")
 
@@ -276,21 +277,36 @@ def test_interactive_figures_one_trace_per_label(runs):
         assert trace.name.startswith(f"{label} (ACC ")
         assert np.allclose(trace.y, 100 * fc[fc.label == label].forgetting)
 
-    for builder, table, column in ((interactive.weight_norms, tables.weight_norms(runs), "weight_norm"),
-                                   (interactive.accuracy_curves, tables.accuracy_curves(runs), "acc_all_seen")):
-        fig = builder(table)
-        assert [t.name for t in fig.data] == labels
-        scale = 100 if column.startswith("acc") else 1
-        for trace, label in zip(fig.data, labels):
-            assert np.allclose(trace.y, scale * table[table.label == label][column])
+    table = tables.accuracy_curves(runs)
+    fig = interactive.accuracy_curves(table)
+    assert [t.name for t in fig.data] == labels
+    for trace, label in zip(fig.data, labels):
+        assert np.allclose(trace.y, 100 * table[table.label == label].acc_all_seen)
     fig = interactive.accuracy_curves(tables.accuracy_curves(runs), metric="acc_task_mean")
     assert np.allclose(fig.data[1].y, 100 * np.nanmean(runs["dgr"].accuracy_matrix(), axis=1))
+    fig = interactive.accuracy_curves(table, metric="both")             # two panels, one legend entry per run
+    assert len(fig.data) == 4 and [t.name for t in fig.data if t.showlegend] == labels
+
+    # weight norms: the view `gradlab figures` draws (relative to the run's mean row): per task, then per class
+    wn = tables.weight_norms(runs)
+    rel = paper.relative_norms(wn)
+    fig = interactive.weight_norms(wn)
+    per_task = [t for t in fig.data if t.showlegend is not False]
+    per_class = [t for t in fig.data if t.showlegend is False]
+    assert [t.name for t in per_task] == labels and [t.name for t in per_class] == labels
+    for left, right, label in zip(per_task, per_class, labels):
+        assert np.allclose(left.y, rel[rel.label == label].groupby("task").relative_norm.mean())
+        assert np.allclose(right.y, rel[rel.label == label].sort_values("class").relative_norm)
+    assert fig.layout.xaxis2.type == "log"
 
     gm = tables.gradient_magnitudes(runs["dgr"])
     fig = interactive.gradient_magnitudes(gm)
-    assert len(fig.data) == 1 + 2 + 3                                    # one bar trace per (phase, task)
-    assert sum(len(t.y) for t in fig.data) == len(gm)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 1 + 2 + 3                                        # one bar trace per (phase, task)
+    assert sum(len(t.y) for t in bars) == len(gm)
     assert sorted(t.name for t in fig.data if t.showlegend) == ["task 0", "task 1", "task 2"]
+    new = gm[gm.group == "new"]                                          # + the count panel: new classes
+    assert sorted(x for t in fig.data if t.type == "scatter" for x in t.x) == sorted(new.train_count)
 
     matrix = tables.phase_task_matrix(runs["ce"], "forgetting")
     fig = interactive.heatmap(matrix, "forgetting")
@@ -298,3 +314,62 @@ def test_interactive_figures_one_trace_per_label(runs):
     np.testing.assert_allclose(np.asarray(fig.data[0].z, dtype=float), 100 * matrix.to_numpy())
     with pytest.raises(ValueError, match="lacks columns"):
         interactive.forgetting_curves(fc.drop(columns="forgetting"))
+
+
+# ---------------------------------------------------------------------- one palette, readable labels
+def _line_colours(ax) -> set:
+    from matplotlib.colors import to_hex
+
+    return {to_hex(line.get_color()) for line in ax.get_lines() if len(line.get_xdata()) > 1}
+
+
+def test_one_colour_per_run_in_plotly_and_matplotlib(runs):
+    """A run's colour comes from gradlab.plots.palette: the same in every plotly figure, in the PNG drawn from
+    it, and in the matplotlib figures of `gradlab figures`."""
+    from matplotlib.colors import to_hex
+
+    named = {"CE": runs["ce"], "DGR + DAKD": runs["dgr"]}
+    want = {"CE": palette.color("CE"), "DGR + DAKD": palette.color("DGR + DAKD")}
+    assert want["CE"] != want["DGR + DAKD"]
+    accuracy, forgetting = tables.accuracy_curves(named), tables.forgetting_curves(named)
+    for fig in (interactive.accuracy_curves(accuracy), interactive.forgetting_curves(forgetting),
+                interactive.weight_norms(tables.weight_norms(named))):
+        for trace in fig.data:
+            label = trace.legendgroup or trace.name
+            label = next(k for k in want if label == k or label.startswith(k + " (ACC"))
+            colour = trace.line.color if trace.mode and "lines" in trace.mode else trace.marker.color
+            assert colour == want[label], (fig.layout.title.text, trace.name, colour)
+        static = to_matplotlib(fig)                                        # the PNG of the same figure
+        assert _line_colours(static.axes[0]) == set(want.values())
+    assert _line_colours(figures.fig5(forgetting).axes[0]) == set(want.values())
+    assert _line_colours(figures.accuracy_curves(accuracy).axes[0]) == set(want.values())
+    # bars by task: the same task colour in plotly, in its PNG and in the paper's Figure 2
+    gm = tables.gradient_magnitudes(runs["ce"])
+    fig = interactive.gradient_magnitudes(gm)
+    plotly_colours = {t.marker.color for t in fig.data if t.type == "bar"}
+    assert plotly_colours == {palette.task_color(t) for t in range(3)}
+    static_colours = {to_hex(p.get_facecolor()[:3]) for ax in to_matplotlib(fig).axes for p in ax.patches}
+    paper_colours = {to_hex(p.get_facecolor()[:3]) for ax in figures.fig2(gm).axes for p in ax.patches}
+    assert static_colours == plotly_colours == paper_colours
+    # the explorer's run labels take their method's colour (DGR + KD for dgr with distillation=kd)
+    assert palette.color("dgr (distillation=kd) · digits lt ρ=10 · m=5 e=1 seed 0") == palette.color("DGR + KD")
+    assert palette.color("ce · digits lt ρ=10 · m=5 e=1 seed 0") == palette.color("CE")
+    assert palette.color("some other run") == palette.color("some other run")       # stable, not by position
+    two = palette.styles(["ce · seed 0", "ce · seed 1"])                 # one method twice: dashes tell them apart
+    assert two["ce · seed 0"][0] == two["ce · seed 1"][0] and two["ce · seed 0"][1] != two["ce · seed 1"][1]
+
+
+def test_axis_and_facet_titles_are_readable(runs):
+    """No raw ‖W_j‖₂ or W_j in an axis title; facets share one x title instead of one each."""
+    fig = interactive.weight_norms(tables.weight_norms(runs))
+    assert "<sub>j</sub>" in fig.layout.yaxis.title.text and "W_j" not in fig.layout.yaxis.title.text
+    static = to_matplotlib(fig)
+    assert any("$_{j}$" in ax.get_ylabel() for ax in static.axes)              # mathtext in the PNG
+    fig = interactive.gradient_magnitudes(tables.gradient_magnitudes(runs["ce"]))
+    for text in (fig.layout.yaxis.title.text, *(a.text for a in fig.layout.annotations)):
+        assert "W_j" not in text
+    bar_axes = {t.xaxis for t in fig.data if t.type == "bar"}
+    assert all(not fig.layout[f"xaxis{name[1:]}"].title.text for name in bar_axes)
+    shared = [a for a in fig.layout.annotations if a.name == "xtitle"]
+    assert len(shared) == 1 and shared[0].text.startswith("class")
+    assert [t.get_text() for t in to_matplotlib(fig).texts if t.get_text().startswith("class")] == [shared[0].text]

@@ -2,14 +2,17 @@
 
 - :mod:`gradlab.plots.tables` - tidy pandas tables from :class:`gradlab.records.RunRecord` s
   (the CSV written next to each figure); ``per_seed`` stacks seeds, ``aggregate`` gives mean / std / n;
+- :mod:`gradlab.plots.palette` - one colour per run (method / series) in every figure, plotly and matplotlib;
 - :mod:`gradlab.plots.paper` - the paper's figures (2, 4, 5, weight norms) for one seed or many;
 - :mod:`gradlab.plots.figures` - other static matplotlib / seaborn figures (Figure objects, headless-safe)
   and ``save`` (PNG + PDF); re-exports the paper figures;
-- :mod:`gradlab.plots.interactive` - plotly ``go.Figure`` equivalents for the explorer and notebooks;
-- :mod:`gradlab.plots.static` - a static PNG beside every plotly figure (for viewers without JavaScript);
+- :mod:`gradlab.plots.interactive` - plotly ``go.Figure`` s for the explorer and notebooks;
+- :mod:`gradlab.plots.dataviews` - plotly figures of a scenario's data, before anything trains (the tour);
+- :mod:`gradlab.plots.static` - one notebook output per figure: the plotly figure and a PNG of it
+  (``show``, ``figure_bundle``, ``to_matplotlib``);
 - :mod:`gradlab.plots.notebook` - what keeps the notebooks thin: a figure's runs from the ``make figures``
-  cache (``figure_runs``), ``show``, and the findings of :mod:`gradlab.findings`.
+  cache (``figure_runs``), ``run_cached`` with a progress bar, ``show``, and the findings of :mod:`gradlab.findings`.
 """
-from gradlab.plots import figures, interactive, paper, tables
+from gradlab.plots import figures, interactive, palette, paper, tables
 
-__all__ = ["tables", "paper", "figures", "interactive"]
+__all__ = ["tables", "palette", "paper", "figures", "interactive"]

@@ -17,11 +17,11 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from gradlab.plots import tables
+from gradlab.plots import palette, tables
 from gradlab.plots.paper import fig2, fig4, fig5, weight_norms  # noqa: F401  (re-exported)
 
 SHOT_ORDER = ("many", "medium", "few")
-SHOT_COLORS = {"many": "#1f77b4", "medium": "#ff7f0e", "few": "#d62728"}
+SHOT_COLORS = palette.SHOT_COLORS
 
 
 def _table(obj, builder, columns) -> pd.DataFrame:
@@ -32,7 +32,8 @@ def _table(obj, builder, columns) -> pd.DataFrame:
 
 
 def _label_colors(labels) -> dict:
-    return dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))))
+    """Each label's colour from :mod:`gradlab.plots.palette` (the same run, the same colour in every figure)."""
+    return {label: palette.color(label) for label in labels}
 
 
 def _grid(n: int, ncols: int, width: float, height: float, sharey: bool = True, sharex: bool = False):

@@ -2,16 +2,21 @@
 
 - :func:`figure_runs` - the runs behind one of the paper's figures, exactly as ``gradlab figures``
   (``make figures``) plans them, loaded from its cache or trained there, with the per-seed table;
-- :func:`show` (from :mod:`gradlab.plots.static`) - a plotly figure *and* a static PNG of the same data;
+- :func:`run_cached` - any runs, from the same cache or trained there; both show a :class:`Progress` bar
+  while runs train;
+- :func:`show` (from :mod:`gradlab.plots.static`) - ONE output per figure, holding the plotly figure and
+  a PNG of it (JupyterLab draws the plotly form, static viewers the PNG);
 - the findings of :mod:`gradlab.findings` (:func:`fig2_finding`, :func:`fig5_finding`, ...) - Markdown
   generated from the numbers a notebook computed, with the verdict on the paper's claim.
 
-All three are importable from here, so a notebook needs one import.
+All are importable from here, so a notebook needs one import.
 
 Paper = He & Zhu, "Gradient Reweighting: Towards Imbalanced Class-Incremental Learning", CVPR 2024.
 """
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +26,8 @@ import pandas as pd
 from gradlab.findings import (Finding, fig2_finding, fig5_finding, forgetting_count_finding,  # noqa: F401
                               reweighting_finding, weight_norm_finding)
 from gradlab.plots import tables
-from gradlab.plots.static import PLOTLY_MIME, plotly_bundle, png_bytes, show, to_matplotlib  # noqa: F401
+from gradlab.plots.static import PLOTLY_MIME, figure_bundle, png_bytes, show, to_matplotlib  # noqa: F401
+
 SETTING_ROWS = ["scenario", "order", "imbalance", "max_per_class", "tasks", "memory", "method", "method_args",
                 "model", "epochs", "batch_size", "precision", "device"]
 
@@ -62,29 +68,124 @@ def figure_runs(name: str, quick: bool = True, scenario: str = "fashion_mnist", 
                 seeds=(0, 1, 2), cache_dir: str | Path = "runs/cache", workers: int | None = None,
                 **overrides) -> FigureRuns:
     """The runs ``gradlab figures`` makes for figure ``name`` (same settings, same cache keys): finished
-    ones load from ``cache_dir`` at once, the others train there (in parallel worker processes, one
-    progress line per finished run). ``overrides`` (e.g. ``epochs=1``) change every run."""
-    from gradlab.executor import cached_record
+    ones load from ``cache_dir`` at once, the others train there (in parallel worker processes, under a
+    :class:`Progress` bar). ``overrides`` (e.g. ``epochs=1``) change every run."""
     from gradlab.figures import figure_plan, figure_tables, plan_configs, run_plans
 
     plan = figure_plan(name, quick, scenario, device, seeds=list(seeds), **overrides)
     configs = plan_configs({name: plan})
-    missing = sorted({f"{key if isinstance(key, str) else ' '.join(map(str, key))} seed {seed}"
-                      for (_, key, seed), cfg in configs.items() if cached_record(cfg, cache_dir) is None})
-    if missing:
-        print(f"{len(configs) - len(missing)} of {len(configs)} runs are in {str(cache_dir)!r}; "
-              f"training {len(missing)} (they are cached for next time): {', '.join(missing)}", flush=True)
-    flat = run_plans({name: plan}, cache_dir, workers, log=lambda line: print(line, flush=True))
+    labels = {f"{key if isinstance(key, str) else ' '.join(map(str, key))} seed {seed}": cfg
+              for (_, key, seed), cfg in configs.items()}
+    with Progress(labels, cache_dir) as bar:
+        flat = run_plans({name: plan}, cache_dir, workers, log=bar.log)
     records = {key: {seed: flat[(name, key, seed)] for seed in runs} for key, runs in plan.items()}
     table = figure_tables({name: plan}, flat)[name]
-    return FigureRuns(name, plan, records, table, str(cache_dir), missing)
+    return FigureRuns(name, plan, records, table, str(cache_dir), sorted(bar.todo))
 
 
 def run_cached(configs: dict, cache_dir: str | Path = "runs/cache", workers: int | None = None) -> dict:
-    """{label: RunRecord} for {label: RunConfig}: from ``cache_dir`` where finished, else trained there."""
+    """{label: RunRecord} for {label: RunConfig}: from ``cache_dir`` where finished, else trained there (in
+    parallel worker processes, under a :class:`Progress` bar)."""
     from gradlab.executor import run_many
 
-    return run_many(configs, cache_dir, workers=workers, log=lambda line: print(line, flush=True))
+    with Progress(configs, cache_dir) as bar:
+        return run_many(configs, cache_dir, workers=workers, log=bar.log)
+
+
+class Progress:
+    """A text progress bar over the phases of the runs that are not in ``cache_dir`` yet, in ONE cell
+    output redrawn in place (a display handle: it is saved with the notebook and readable without
+    JavaScript), with the executor's lines under it; a worker's progress is read from the run folder it
+    writes (``metrics.parquet`` after every phase). Outside a kernel it prints the lines. Use as a context."""
+
+    WIDTH = 30
+
+    def __init__(self, configs: dict, cache_dir: str | Path):
+        from gradlab.executor import cached_record, run_key
+
+        self.cache_dir, self.start, self.lines = Path(cache_dir), time.perf_counter(), []
+        self.todo, self.folders, self.phases = [], {}, {}
+        for name, cfg in configs.items():
+            key = run_key(cfg)
+            if key in self.folders or cached_record(cfg, cache_dir) is not None:
+                continue
+            self.todo.append(name)
+            self.folders[key] = self.cache_dir / key
+            self.phases[key] = _num_phases(cfg)
+        self.total = sum(self.phases.values())
+        self.cached = len({run_key(cfg) for cfg in configs.values()}) - len(self.folders)
+        self.handle, self._stop, self._thread = None, threading.Event(), None
+
+    def done(self) -> int:
+        """Phases finished so far by the runs that train."""
+        count = 0
+        for key, folder in self.folders.items():
+            if (folder / "summary.json").is_file():
+                count += self.phases[key]
+            elif (folder / "metrics.parquet").is_file():
+                try:
+                    count += int(pd.read_parquet(folder / "metrics.parquet", columns=["phase"])["phase"].max()) + 1
+                except Exception:  # noqa: BLE001  (being replaced right now: counted at the next look)
+                    pass
+        return min(count, self.total)
+
+    def text(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        head = f"{self.cached} of {self.cached + len(self.folders)} run(s) loaded from {str(self.cache_dir)!r}"
+        if not self.total:
+            return head
+        done = self.done()
+        filled = round(self.WIDTH * done / self.total)
+        left = f", ~{elapsed / done * (self.total - done):.0f} s left" if 0 < done < self.total else ""
+        bar = f"training {len(self.folders)} run(s) |{'█' * filled}{'·' * (self.WIDTH - filled)}| " \
+              f"{done}/{self.total} phases, {elapsed:.0f} s{left}"
+        return "\n".join([head, bar, *self.lines[-6:]])
+
+    def refresh(self) -> None:
+        if self.handle is not None:
+            self.handle.update({"text/plain": self.text()}, raw=True)
+
+    def log(self, line: str) -> None:
+        """One line of the executor (a run finished), under the bar."""
+        self.lines.append(line)
+        if self.handle is None:
+            print(line, flush=True)
+        self.refresh()
+
+    def __enter__(self) -> "Progress":
+        from IPython.display import display
+
+        if _in_kernel():
+            self.handle = display({"text/plain": self.text()}, raw=True, display_id=True)
+        elif self.total:
+            print(self.text(), flush=True)
+        if self.total and self.handle is not None:
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(2.0):
+            self.refresh()
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.refresh()
+
+
+def _num_phases(cfg) -> int:
+    from gradlab.data.sources import SOURCE_INFO
+
+    return int(cfg.split_base_tasks(SOURCE_INFO[cfg.scenario].num_classes)[1])
+
+
+def _in_kernel() -> bool:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def seed_mean(table: pd.DataFrame, by, values) -> pd.DataFrame:
@@ -122,6 +223,6 @@ def stats_frame(stats: dict, percent=(), digits: int = 3) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-__all__ = ["Finding", "FigureRuns", "fig2_finding", "fig5_finding", "figure_runs", "forgetting_count_finding",
-           "mean_matrix", "plotly_bundle", "png_bytes", "reweighting_finding", "run_cached", "seed_mean", "show",
-           "stats_frame", "to_matplotlib", "weight_norm_finding"]
+__all__ = ["Finding", "FigureRuns", "Progress", "fig2_finding", "fig5_finding", "figure_bundle", "figure_runs",
+           "forgetting_count_finding", "mean_matrix", "png_bytes", "reweighting_finding", "run_cached", "seed_mean",
+           "show", "stats_frame", "to_matplotlib", "weight_norm_finding"]

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from gradlab.plots import tables
+from gradlab.plots import palette, tables
 
 TASK_GAP = 0.8                     # blank x-space between two tasks' bars
 MARKERS = "osD^vP*Xph<>"
@@ -40,13 +39,14 @@ def _mean_std(table: pd.DataFrame, by, values) -> pd.DataFrame:
 
 
 def task_colors(num_tasks: int) -> list:
-    return sns.color_palette("tab10" if num_tasks <= 10 else "husl", max(num_tasks, 1))
+    """A colour per task (:func:`palette.task_color`, as in the plotly figures)."""
+    return [palette.task_color(t, num_tasks) for t in range(max(num_tasks, 1))]
 
 
 def label_styles(labels) -> dict:
-    """A distinct (colour, marker, dash) per label, so that many lines stay apart in print and greyscale."""
-    colors = sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))
-    return {label: (colors[i], MARKERS[i % len(MARKERS)], DASHES[(i // 2) % len(DASHES)])
+    """(colour, marker, dash) per label: the run's colour from :mod:`gradlab.plots.palette` (the same in every
+    figure), a distinct marker and dash so that many lines stay apart in print and greyscale."""
+    return {label: (palette.color(label), MARKERS[i % len(MARKERS)], DASHES[(i // 2) % len(DASHES)])
             for i, label in enumerate(labels)}
 
 
@@ -84,13 +84,15 @@ def _spearman(x, y) -> float:
 
 
 # ---------------------------------------------------------------------- Figure 2
-def fig2(table, ylabel: str = r"mean $\|\nabla_{W_j} L_{ce}\|$", ncols: int = 3) -> Figure:
+def fig2(table, ylabel: str = r"row gradient $\|\nabla L_{ce}\|$ (mean)", ncols: int = 3,
+         title: str = "Per-class gradient magnitude of the classifier rows under CE (Fig. 2)") -> Figure:
     """Figure 2: per-class average classifier-row gradient norm ||grad L_ce(W_j)|| in each phase.
 
     One panel per phase: a bar per seen class, grouped by task, head -> tail within its task; colour =
     task, old-task classes (memory only) hatched and faded. A last panel plots every class in the
     phase where it is new against its training count (log x), with Spearman's rank correlation.
-    ``table``: :func:`tables.gradient_magnitudes` (or its :func:`tables.per_seed` stack).
+    ``table``: :func:`tables.gradient_magnitudes` (or its :func:`tables.per_seed` stack); ``title`` names
+    the run's method (the default is ``gradlab figures``' CE runs).
     """
     table = _table(table, tables.gradient_magnitudes, tables.GRADIENT_COLUMNS)
     agg = _mean_std(table, ["phase", "class", "task", "train_count", "group", "rank"], ["value"])
@@ -131,8 +133,7 @@ def fig2(table, ylabel: str = r"mean $\|\nabla_{W_j} L_{ce}\|$", ncols: int = 3)
     handles = [Patch(facecolor=colors[t], edgecolor="black", label=f"task {t}") for t in sorted(agg["task"].unique())]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", alpha=0.5, label="old classes"))
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
-    fig.suptitle("Per-class gradient magnitude of the classifier rows under CE (Fig. 2)" + _seed_note(table),
-                 fontsize=11)
+    fig.suptitle(title + _seed_note(table), fontsize=11)
     return fig
 
 
@@ -207,7 +208,7 @@ def weight_norms(table) -> Figure:
     for ax in (left, right):
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
         ax.grid(alpha=0.3, which="both")
-        ax.set_ylabel(r"$\|W_j\|_2$ / run mean")
+        ax.set_ylabel(r"row norm $\|W_j\|$ ÷ run mean")
     left.set_xticks(sorted(table["task"].unique()))
     left.set_xlabel("task (the last one is the newest)")
     left.set_title("mean row norm per task", fontsize=10)

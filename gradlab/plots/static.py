@@ -1,7 +1,10 @@
-"""Static copies of plotly figures, so that a notebook still shows its plots where no JavaScript runs
-(``jupyter nbconvert --to html``, GitHub's viewer): :func:`show` displays a plotly figure and, beside it,
-a PNG of the same data; :func:`to_matplotlib` draws any simple plotly figure (bars, lines, markers,
-heatmaps, subplots and facets) with matplotlib for that purpose.
+"""One notebook output per figure, interactive and static at once.
+
+:func:`show` displays a plotly figure as ONE output carrying two forms of the same figure: plotly's JSON
+(``application/vnd.plotly.v1+json``, drawn by JupyterLab / VS Code) and a PNG (``image/png``, what
+``jupyter nbconvert --to html`` and GitHub show). The PNG is :func:`to_matplotlib` of the plotly figure
+itself, so both forms show the same view with the same colours. :func:`to_matplotlib` draws the simple
+figures gradlab makes (bars, lines, markers, images, heatmaps, subplots and facets) with matplotlib.
 """
 from __future__ import annotations
 
@@ -12,15 +15,25 @@ import re
 import numpy as np
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
+PNG_MIME = "image/png"
 
 
 def _plain(text) -> str:
-    """Plotly's HTML-ish text as plain text: <sub>x</sub> -> _x, <br> -> space, other tags dropped."""
+    """Plotly's HTML-ish text for matplotlib: <sub>x</sub> -> mathtext subscript, <br> -> new line, other
+    tags dropped."""
     if text is None:
         return ""
-    text = re.sub(r"<sub>(.*?)</sub>", r"_\1", str(text))
-    text = re.sub(r"<br\s*/?>", " ", text)
+    text = str(text).replace("$", r"\$")
+    text = re.sub(r"<sub>(.*?)</sub>", lambda m: "$_{" + m.group(1).replace("_", r"\_") + "}$", text)
+    text = re.sub(r"<sup>(.*?)</sup>", lambda m: "$^{" + m.group(1).replace("_", r"\_") + "}$", text)
+    text = re.sub(r"<br\s*/?>", "\n", text)
     return re.sub(r"<[^>]+>", "", text)
+
+
+def _title_text(fig) -> str:
+    """The figure's title as plain text (no tags, no mathtext): for text/plain."""
+    text = re.sub(r"<[^>]+>", "", str(fig.layout.title.text or ""))
+    return " ".join(text.split()) or "figure"
 
 
 def _axis(layout, name: str):
@@ -29,32 +42,50 @@ def _axis(layout, name: str):
 
 
 def _values(seq):
-    return [] if seq is None else list(seq)
+    """A trace's data as a list, also where it is plotly's typed-array JSON ({"bdata", "dtype", "shape"})."""
+    if seq is None:
+        return []
+    if isinstance(seq, dict) and "bdata" in seq:
+        array = np.frombuffer(base64.b64decode(seq["bdata"]), dtype=np.dtype(seq["dtype"]))
+        if seq.get("shape"):
+            array = array.reshape([int(n) for n in str(seq["shape"]).split(",")])
+        return list(array)
+    return list(seq)
 
 
 def _colour(value, index: int):
-    from plotly.colors import qualitative
+    from gradlab.plots.palette import TAB10
 
     if isinstance(value, str):
         return value
-    return qualitative.Plotly[index % len(qualitative.Plotly)]
+    return TAB10[index % len(TAB10)]
+
+
+def _layout_box(layout, legend: bool):
+    """Figure fractions (left, right, bottom, top) of the plotting area."""
+    names = {note.name for note in layout.annotations or ()}
+    left = 0.11 if "ytitle" in names else 0.08
+    bottom = 0.2 if "xtitle" in names else 0.16
+    return left, (0.78 if legend else 0.97), bottom, (0.86 if layout.title.text else 0.92)
 
 
 def to_matplotlib(fig, width: float = 10.0, dpi: int = 100):
-    """A static matplotlib copy of a simple plotly figure: every Bar, Scatter and Heatmap trace drawn on
-    an axes placed where the plotly subplot (or facet) sits, with its titles, axis titles, error bars
-    and a legend of the named traces. Enough for gradlab's figures; not a general plotly renderer."""
+    """A static matplotlib copy of a simple plotly figure: every Bar, Scatter, Heatmap and Image trace
+    drawn on an axes placed where the plotly subplot (or facet) sits, with its colours, dashes, markers,
+    titles, axis titles, error bars, log axes and a legend of the named traces."""
     import plotly.graph_objects as go
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MultipleLocator
 
     layout = fig.layout
-    traces = [t for t in fig.data if isinstance(t, (go.Bar, go.Scatter, go.Scattergl, go.Heatmap))]
+    kinds = (go.Bar, go.Scatter, go.Scattergl, go.Heatmap, go.Image)
+    traces = [t for t in fig.data if isinstance(t, kinds)]
     index_of = {id(t): i for i, t in enumerate(fig.data)}
     pairs = list(dict.fromkeys((t.xaxis or "x", t.yaxis or "y") for t in traces)) or [("x", "y")]
     height = max(2.8, min(12.0, (layout.height or 400) / 100))
-    names = [t.name for t in traces if t.name and t.showlegend is not False and not isinstance(t, go.Heatmap)]
-    legend = len(set(names)) >= 2 or (len(names) == 1 and layout.showlegend)
-    left, right, bottom, top = 0.08, (0.78 if legend else 0.97), 0.16, (0.86 if layout.title.text else 0.92)
+    names = [t.name for t in traces if t.name and t.showlegend is not False and not isinstance(t, (go.Heatmap, go.Image))]
+    legend = len(set(names)) >= 2 or (len(names) == 1 and bool(layout.showlegend))
+    left, right, bottom, top = _layout_box(layout, legend)
     out = Figure(figsize=(width, height), dpi=dpi)
     domains = {pair: (_axis(layout, pair[0]).domain or (0, 1), _axis(layout, pair[1]).domain or (0, 1))
                for pair in pairs}
@@ -62,55 +93,33 @@ def to_matplotlib(fig, width: float = 10.0, dpi: int = 100):
     yshrink = 0.80 if len({d[1] for d in domains.values()}) > 1 else 1.0
     axes = {}
     for pair, (xd, yd) in domains.items():
-        rect = [left + xd[0] * (right - left), bottom + yd[0] * (top - bottom),
-                (xd[1] - xd[0]) * (right - left) * xshrink, (yd[1] - yd[0]) * (top - bottom) * yshrink]
+        height_of = (yd[1] - yd[0]) * (top - bottom)       # shrunk from below: subplot titles stay on top
+        rect = [left + xd[0] * (right - left), bottom + yd[0] * (top - bottom) + height_of * (1 - yshrink),
+                (xd[1] - xd[0]) * (right - left) * xshrink, height_of * yshrink]
         axes[pair] = out.add_axes(rect)
     barmode = layout.barmode or "group"
     handles: dict = {}
     titles: tuple = ({}, {})          # axis title -> axes, for x and y
     for (xname, yname), ax in axes.items():
         here = [t for t in traces if (t.xaxis or "x", t.yaxis or "y") == (xname, yname)]
+        if any(isinstance(t, go.Image) for t in here):
+            for trace in here:
+                ax.imshow(np.asarray(_values(trace.z), dtype=np.uint8))
+                ax.set_anchor("S")
+            ax.set_axis_off()
+            continue
         bars = [t for t in here if isinstance(t, go.Bar)]
         xs_all = [x for t in here if not isinstance(t, go.Heatmap) for x in _values(t.x)]
         categorical = any(isinstance(x, str) for x in xs_all)
         cats = list(dict.fromkeys(str(x) for x in xs_all)) if categorical else []
         position = {c: i for i, c in enumerate(cats)}
         stack: dict = {}
-        for i, trace in enumerate(here):
+        for trace in here:
             index = index_of[id(trace)]
             if isinstance(trace, go.Heatmap):
                 _draw_heatmap(out, ax, trace, _axis(layout, yname))
                 continue
-            xs = [position[str(x)] for x in _values(trace.x)] if categorical else \
-                np.asarray(_values(trace.x), dtype=float)
-            ys = np.asarray([np.nan if y is None else y for y in _values(trace.y)], dtype=float)
-            err = trace.error_y.array if trace.error_y is not None and trace.error_y.array is not None else None
-            err = None if err is None else np.asarray([np.nan if e is None else e for e in err], float)
-            if isinstance(trace, go.Bar):
-                marker = trace.marker
-                colour = _colour(marker.color, index)
-                hatch = "//" if marker.pattern is not None and marker.pattern.shape else None
-                alpha = marker.opacity if isinstance(marker.opacity, (int, float)) else 1.0
-                xs = np.asarray(xs, dtype=float)
-                if barmode == "group" and len(bars) > 1:
-                    k, width_bar = bars.index(trace), 0.8 / len(bars)
-                    xs, base = xs - 0.4 + width_bar * (k + 0.5), 0.0
-                else:
-                    width_bar = 0.8
-                    base = np.array([stack.get(x, 0.0) for x in xs]) if barmode in ("stack", "relative") else 0.0
-                    for x, y in zip(xs, ys):
-                        stack[x] = stack.get(x, 0.0) + (0.0 if np.isnan(y) else y)
-                artist = ax.bar(xs, ys, width=width_bar, bottom=base, color=colour, alpha=alpha, hatch=hatch,
-                                edgecolor="black", linewidth=0.3)
-                if err is not None:
-                    ax.errorbar(xs, ys + base, yerr=err, fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
-            else:
-                mode = trace.mode or "lines+markers"
-                colour = _colour(trace.line.color if trace.line is not None and trace.line.color else
-                                 trace.marker.color, index)
-                style = ("-" if "lines" in mode else "") + ("o" if "markers" in mode else "")
-                artist = ax.errorbar(xs, ys, yerr=err, fmt=style or "o", color=colour, markersize=4,
-                                     capsize=2 if err is not None else 0, alpha=0.9)
+            artist = _draw_series(ax, trace, index, categorical, position, bars, barmode, stack)
             name = _plain(trace.name)
             if name and trace.showlegend is not False and name not in handles:
                 handles[name] = artist
@@ -125,6 +134,8 @@ def to_matplotlib(fig, width: float = 10.0, dpi: int = 100):
                 titles[which].setdefault(_plain(obj.title.text), []).append(ax)
             if obj.type == "log":
                 scale("log")
+            elif which == 0 and not categorical and isinstance(obj.dtick, (int, float)):
+                ax.xaxis.set_major_locator(MultipleLocator(obj.dtick))
         if not any(isinstance(t, go.Heatmap) for t in here):
             ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
@@ -136,12 +147,7 @@ def to_matplotlib(fig, width: float = 10.0, dpi: int = 100):
             else:
                 for ax in with_it:
                     (ax.set_xlabel if which == 0 else ax.set_ylabel)(text, fontsize=8)
-    for note in layout.annotations or ():
-        if note.xref == "paper" and note.yref == "paper" and note.text:
-            out.text(left + note.x * (right - left), bottom + note.y * (top - bottom), _plain(note.text),
-                     ha=note.xanchor if note.xanchor in ("left", "right", "center") else "center",
-                     va={"middle": "center"}.get(note.yanchor, note.yanchor or "bottom"),
-                     rotation=note.textangle if isinstance(note.textangle, (int, float)) else 0, fontsize=8)
+    _annotations(out, layout, (left, right, bottom, top))
     if layout.title.text:
         out.suptitle(_plain(layout.title.text), fontsize=11)
     if legend and handles:
@@ -151,8 +157,66 @@ def to_matplotlib(fig, width: float = 10.0, dpi: int = 100):
     return out
 
 
+def _draw_series(ax, trace, index, categorical, position, bars, barmode, stack):
+    """One Bar or Scatter trace on ``ax``; returns the artist for the legend."""
+    import plotly.graph_objects as go
+
+    from gradlab.plots.palette import MPL_DASHES, MPL_MARKERS
+
+    xs = [position[str(x)] for x in _values(trace.x)] if categorical else np.asarray(_values(trace.x), dtype=float)
+    ys = np.asarray([np.nan if y is None else y for y in _values(trace.y)], dtype=float)
+    err = trace.error_y.array if trace.error_y is not None and trace.error_y.array is not None else None
+    err = None if err is None else np.asarray([np.nan if e is None else e for e in _values(err)], float)
+    if isinstance(trace, go.Bar):
+        marker = trace.marker
+        colour = _colour(marker.color, index)
+        hatch = "//" if marker.pattern is not None and marker.pattern.shape else None
+        alpha = marker.opacity if isinstance(marker.opacity, (int, float)) else 1.0
+        xs = np.asarray(xs, dtype=float)
+        if barmode == "group" and len(bars) > 1:
+            k, width_bar = bars.index(trace), 0.8 / len(bars)
+            xs, base = xs - 0.4 + width_bar * (k + 0.5), 0.0
+        else:
+            width_bar = 0.8
+            base = np.array([stack.get(x, 0.0) for x in xs]) if barmode in ("stack", "relative") else 0.0
+            for x, y in zip(xs, ys):
+                stack[x] = stack.get(x, 0.0) + (0.0 if np.isnan(y) else y)
+        artist = ax.bar(xs, ys, width=width_bar, bottom=base, color=colour, alpha=alpha, hatch=hatch,
+                        edgecolor="black", linewidth=0.3)
+        if err is not None:
+            ax.errorbar(xs, ys + base, yerr=err, fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
+        return artist
+    mode = trace.mode or "lines+markers"
+    line_colour = trace.line.color if trace.line is not None else None
+    colour = _colour(line_colour if "lines" in mode and line_colour else trace.marker.color or line_colour, index)
+    dash = MPL_DASHES.get(trace.line.dash if trace.line is not None and trace.line.dash else "solid", "-")
+    symbol = trace.marker.symbol if isinstance(trace.marker.symbol, str) else "circle"
+    alpha = trace.marker.opacity if isinstance(trace.marker.opacity, (int, float)) else 0.9
+    return ax.errorbar(xs, ys, yerr=err, color=colour, linestyle=dash if "lines" in mode else "none",
+                       marker=MPL_MARKERS.get(symbol, "o") if "markers" in mode else None, markersize=4,
+                       capsize=2 if err is not None else 0, alpha=alpha)
+
+
+def _annotations(out, layout, box) -> None:
+    """Paper-referenced annotations (subplot titles, facet labels, shared axis titles) where plotly puts them."""
+    left, right, bottom, top = box
+    for note in layout.annotations or ():
+        if note.xref != "paper" or note.yref != "paper" or not note.text:
+            continue
+        text = _plain(note.text)
+        if note.name == "xtitle":
+            out.text(left + note.x * (right - left), 0.02, text, ha="center", va="bottom", fontsize=8)
+        elif note.name == "ytitle":
+            out.text(0.01, bottom + note.y * (top - bottom), text, ha="left", va="center", rotation=90, fontsize=8)
+        else:
+            out.text(left + note.x * (right - left), bottom + note.y * (top - bottom), text,
+                     ha=note.xanchor if note.xanchor in ("left", "right", "center") else "center",
+                     va={"middle": "center"}.get(note.yanchor, note.yanchor or "bottom"),
+                     rotation=-note.textangle if isinstance(note.textangle, (int, float)) else 0, fontsize=8)
+
+
 def _draw_heatmap(out, ax, trace, yaxis) -> None:
-    z = np.asarray([[np.nan if v is None else v for v in row] for row in trace.z], dtype=float)
+    z = np.asarray([[np.nan if v is None else v for v in row] for row in _values(trace.z)], dtype=float)
     image = ax.imshow(np.ma.masked_invalid(z), aspect="auto", cmap="viridis")
     ax.set_xticks(range(z.shape[1]), [str(x) for x in _values(trace.x)] or range(z.shape[1]), fontsize=7)
     ax.set_yticks(range(z.shape[0]), [str(y) for y in _values(trace.y)] or range(z.shape[0]), fontsize=7)
@@ -190,26 +254,20 @@ def png_bytes(figure, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
-def plotly_bundle(fig) -> dict:
-    """The plotly figure as a display bundle: plotly's JSON (drawn by JupyterLab, VS Code) and a one-line
-    text/plain (what a viewer without plotly shows: it points at the static copy below)."""
+def figure_bundle(fig, dpi: int = 100) -> dict:
+    """The display bundle of one figure: plotly's JSON, a PNG of :func:`to_matplotlib` of the same figure,
+    and a one-line text/plain (the title)."""
     import plotly.io as pio
 
     bundle = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
-    title = _plain(fig.layout.title.text) or "figure"
-    bundle["text/plain"] = f"[interactive plotly figure: {title}; its static copy (PNG) follows]"
+    bundle[PNG_MIME] = base64.b64encode(png_bytes(to_matplotlib(fig), dpi)).decode("ascii")
+    bundle["text/plain"] = f"<figure: {_title_text(fig)}>"
     return bundle
 
 
-def show(fig, static=None, dpi: int = 100) -> None:
-    """Display the plotly figure ``fig`` and, beside it, a static PNG of the same data: ``static`` (a
-    matplotlib Figure drawn from the same table, e.g. from :mod:`gradlab.plots.paper`), else
-    :func:`to_matplotlib` of ``fig``. Viewers without JavaScript show the PNG."""
+def show(fig, dpi: int = 100, display_id=None):
+    """Display the plotly figure ``fig`` as one output holding it and its PNG (:func:`figure_bundle`);
+    returns the display handle when ``display_id`` is given (``True``: a new one)."""
     from IPython.display import display
 
-    if static is None:
-        static = to_matplotlib(fig)
-    display(plotly_bundle(fig), raw=True)
-    title = _plain(fig.layout.title.text) or "figure"
-    display({"image/png": base64.b64encode(png_bytes(static, dpi)).decode("ascii"),
-             "text/plain": f"<static copy of: {title}>"}, raw=True)
+    return display(figure_bundle(fig, dpi), raw=True, display_id=display_id)
