@@ -133,9 +133,9 @@ def _confirm(yes: bool, long_protocol: bool = False):
 
     from gradlab.estimate import LONG_S, confirm_start
 
-    def confirm(seconds: float) -> None:
+    def confirm(seconds: float | None) -> None:
         on_cpu = not torch.cuda.is_available()
-        confirm_start(seconds, long=on_cpu and (long_protocol or seconds > LONG_S), yes=yes)
+        confirm_start(seconds, long=on_cpu and (long_protocol or (seconds or 0) > LONG_S), yes=yes)
     return confirm
 
 

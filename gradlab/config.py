@@ -51,7 +51,6 @@ DEFAULT_TASKS = 5
 # own recipe (``SourceInfo.recipe``: Fashion-MNIST and digits train short, the ImageNet-sized sources 90 epochs)
 # sets it. lr 0.1 and momentum 0.9 are the same everywhere; the lr steps at 50 % and 75 % of the epochs.
 PAPER_RECIPE: dict[str, Any] = {"epochs": 160, "batch_size": 128, "weight_decay": 5e-4}
-RECIPE_FIELDS = ("model", "epochs", "batch_size", "lr", "lr_milestones", "momentum", "weight_decay")
 QUICK_START = "gradlab run --scenario fashion_mnist --method dgr --max-per-class 1000 --out runs/demo"
 
 
@@ -138,8 +137,8 @@ class RunConfig:
             model = SOURCE_INFO[self.scenario].model
         steps = ("lr / 10 when the validation loss stalls" if self.lr_schedule == "patience"
                  else f"/{self.lr_factor:g} after epochs {', '.join(map(str, self.milestones()))}")
-        return (f"{MODEL_NAMES.get(model, model)}, {self.epochs} epochs per task of batch {self.batch_size}, SGD lr {self.lr:g} ({steps}), momentum {self.momentum:g}, "
-                f"weight decay {self.weight_decay:g}")
+        return (f"{MODEL_NAMES.get(model, model)}, {self.epochs} epochs per task of batch {self.batch_size}, "
+                f"SGD lr {self.lr:g} ({steps}), momentum {self.momentum:g}, weight decay {self.weight_decay:g}")
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -234,9 +233,10 @@ class RunConfig:
                               "save it as UTF-8 YAML") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {_one_line(err)}") from None
-        if values is None:
+        if values is None and not overrides:
             raise ConfigError(f"config file {str(path)!r} is empty; give at least a scenario, one of "
                               f"{list(SCENARIOS)}")
+        values = {} if values is None else values
         if not isinstance(values, dict):
             raise ConfigError(f"config file {str(path)!r}: expected a mapping of settings")
         values.update(overrides or {})

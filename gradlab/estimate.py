@@ -117,17 +117,19 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def confirm_start(seconds: float, long: bool, yes: bool, ask=input, interactive: bool | None = None,
+def confirm_start(seconds: float | None, long: bool, yes: bool, ask=input, interactive: bool | None = None,
                   say=lambda line: print(line, file=sys.stderr, flush=True)) -> None:
     """Before a long start (``long``: the full / paper protocol on a CPU, or more than 30 min): ask on a
-    terminal (anything but y / yes stops with :class:`ConfigError`); elsewhere say so and go on. ``yes``: go on."""
+    terminal (anything but y / yes stops with :class:`ConfigError`); elsewhere say so and go on. ``yes``: go on.
+    ``seconds`` None: not estimated (runs on a Ray cluster)."""
     if not long or yes:
         return
     interactive = sys.stdin.isatty() if interactive is None else interactive
+    amount = "training of unestimated length" if seconds is None else f"about {duration(seconds)} of training"
     if not interactive:
-        say(f"gradlab: note: about {duration(seconds)} of training; not a terminal, so starting (--yes skips this note)")
+        say(f"gradlab: note: {amount}; not a terminal, so starting (--yes skips this note)")
         return
-    answer = ask(f"About {duration(seconds)} of training on this machine. Start? [y/N] ").strip().lower()
+    answer = ask(f"{amount[0].upper()}{amount[1:]} on this machine. Start? [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
         raise ConfigError("not started: the answer was not yes (pass --yes to start without asking; --quick, "
                           "fewer --seeds or --epochs make it shorter)")

@@ -123,7 +123,7 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
     run. A failed run does not stop the others; then, with ``errors`` (a dict), its one-line error is stored
     there under each of its names and its name is left out of the result; without, the first is raised.
     Before training, ``log`` gets the number of runs and their estimated time (:mod:`gradlab.estimate`), and
-    ``confirm(seconds)``, when given, may stop the start by raising.
+    ``confirm(seconds)`` (None: not estimated, on a Ray cluster), when given, may stop the start by raising.
     """
     log = log if log is not None else (lambda line: print(line, file=sys.stderr, flush=True))
     keys = {name: run_key(cfg) for name, cfg in configs.items()}
@@ -139,23 +139,24 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
             done[key] = record
     todo = [key for key in by_key if key not in done]
     workers = default_workers(len(todo), threads) if workers is None else max(1, int(workers))
+    on_cuda = any(by_key[k].device == "cuda" for k in todo) and backend == "local"
+    parallel = 1 if on_cuda else available_cores() // max(1, threads) if backend == "ray" else workers
     if todo:
-        on_cuda = any(by_key[k].device == "cuda" for k in todo) and backend == "local"
-        parallel = 1 if on_cuda else available_cores() // max(1, threads) if backend == "ray" else workers
         seconds = None if backend == "ray" and address else estimate_seconds([by_key[k] for k in todo], parallel,
                                                                              threads)
         log(f"{len(by_key)} distinct runs: {len(done)} finished before, {len(todo)} to train"
             + (f", {min(parallel, len(todo))} at a time: about {duration(seconds)} (estimated)"
                if seconds is not None else ""))
         if confirm is not None:
-            confirm(seconds or 0.0)
-    start, failed = time.perf_counter(), {}
+            confirm(seconds)
+    start, failed, run_times = time.perf_counter(), {}, []
 
     def finished(key: str, seconds: float) -> None:
         done[key] = RunRecord(Path(cache_dir) / key)
         count = sum(1 for k in todo if k in done or k in failed)
         elapsed = time.perf_counter() - start
-        left = elapsed / count * (len(todo) - count)
+        run_times.append(seconds)      # left: the mean run so far, for each run still to go, `parallel` at a time
+        left = sum(run_times) / len(run_times) * (len(todo) - count) / max(1, min(parallel, len(todo) - count))
         acc = done[key].summary.get("average_incremental_accuracy")
         log(f"[{count}/{len(todo)}] {names_of[key][0]} ({key}): {seconds:.0f} s"
             + (f", avg. inc. acc. {100 * acc:.1f} %" if acc is not None else "")

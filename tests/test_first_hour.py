@@ -59,6 +59,7 @@ def test_no_scenario_is_an_error_that_says_what_to_choose(tmp_path, capsys, monk
     empty.write_text("# nothing yet\n")
     assert main(["run", str(empty)]) == 2
     assert "is empty" in capsys.readouterr().err
+    assert RunConfig.from_yaml(empty, {"scenario": "digits"}).epochs == 10          # flags fill an empty file
     assert main(["sweep", str(empty), "--out", str(tmp_path / "sw")]) == 2
     assert "the sweep is empty" in capsys.readouterr().err and not (tmp_path / "sw").exists()
     assert main(["run", "--method", "dgr"]) == 2
