@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -93,12 +95,23 @@ def command_run(ns: argparse.Namespace) -> int:
           f"{_percent(s['average_incremental_accuracy_task_mean'])} (mean over tasks)")
     print(f"final accuracy: {_percent(s['final_accuracy'])}; average forgetting: {_percent(s['average_forgetting'])}"
           f"; {s.get('wall_time_s', 0):.0f} s")
-    print(f"record: {record.path}  (read it: python -c \"import gradlab; r = gradlab.load_run('{record.path}'); "
+    python = _here(Path(sys.executable))
+    print(f"record: {record.path}  (read it: {python} -c \"import gradlab; r = gradlab.load_run('{record.path}'); "
           "print(r.accuracy_matrix())\")")
     other = "finetune" if cfg.method == "dgr" else "dgr"
-    print(f"next: the same flags with `gradlab compare --methods {other},{cfg.method}` to compare methods, or "
-          "`jupyter lab notebooks/` to look inside (04_explorer)")
+    print(f"next: the same flags with `{_here(Path(sys.executable).parent / 'gradlab')} compare --methods "
+          f"{other},{cfg.method}` to compare methods, or `{_here(Path(sys.executable).parent / 'jupyter')} lab "
+          "notebooks/` to look inside (04_explorer)")
     return 0
+
+
+def _here(program: Path) -> str:
+    """How to call ``program`` (next to this Python) from the current folder: ``.venv/bin/gradlab`` after
+    `make`, its plain name when it is on PATH or elsewhere."""
+    if shutil.which(program.name) == str(program) or not program.exists():
+        return program.name
+    relative = os.path.relpath(program)
+    return relative if not relative.startswith("..") else str(program)
 
 
 def _percent(value) -> str:

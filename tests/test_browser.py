@@ -48,7 +48,8 @@ def chromium_path() -> str:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     pytest.fail("Chromium is not installed: the browser test needs it (Debian/Ubuntu: "
-                "`apt-get install -y chromium`; .ci/run installs it), or set GRADLAB_CHROMIUM=/path/to/chromium")
+                "`apt-get install -y chromium`; `make test` installs it with scripts/get_chromium.sh), or set "
+                "GRADLAB_CHROMIUM=/path/to/chromium")
 
 
 def free_port() -> int:
