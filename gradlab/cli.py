@@ -7,6 +7,7 @@ The parser is in :mod:`gradlab.cli_parser`.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 from gradlab.cli_parser import build_parser  # noqa: F401 - the parser, public here too
-from gradlab.config import PRESETS, ConfigError, RunConfig, scenario_recipes
+from gradlab.config import PRESETS, ConfigError, LimitedLoader, RunConfig, scenario_recipes
 
 
 def _run_config(ns: argparse.Namespace, not_settings: tuple) -> RunConfig:
@@ -36,9 +37,9 @@ def _method_args(pairs: list[str]) -> dict:
         if not key.strip():
             raise ConfigError(f"--method-arg expects KEY=VALUE with a non-empty KEY, got {pair!r}")
         try:
-            args[key] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            problem = " ".join(str(getattr(err, "problem", None) or "invalid YAML").split())
+            args[key] = yaml.load(value, Loader=LimitedLoader)  # noqa: S506 - a SafeLoader subclass with limits
+        except (yaml.YAMLError, RecursionError) as err:
+            problem = " ".join(str(getattr(err, "problem", None) or err or "invalid YAML").split())
             raise ConfigError(f"--method-arg {key}: {value!r} is not a plain YAML value ({problem}); "
                               "use numbers, true/false, strings or [lists]") from None
     return args
@@ -234,31 +235,74 @@ def _warnings_as_lines() -> None:
     warnings.showwarning = show
 
 
-def main(argv: list[str] | None = None) -> int:
-    from gradlab.data.sources import DataError
-    from gradlab.divergence import RunDiverged
+def _interrupted(err: KeyboardInterrupt, ns: argparse.Namespace, argv: list[str]) -> str:
+    """Ctrl-C as one line: where the run stopped and the command that goes on from there."""
+    from gradlab.runfolder import RunInterrupted
 
+    if ns.command != "run":
+        if ns.command in ("compare", "figures", "sweep"):
+            return ("interrupted; finished runs are kept, and the same command continues the others from their last "
+                    "checkpoints")
+        return "interrupted"
+    if not isinstance(err, RunInterrupted):
+        return "interrupted before training started; nothing was recorded"
+    import shlex
+
+    args = [a for a in argv if a not in ("--resume", "--overwrite")]
+    command = f"{_here(Path(sys.executable).parent / 'gradlab')} {shlex.join(args)}"
+    how = {"resume": f"`{command} --resume` continues it from its last checkpoint",
+           "resume-fresh": f"`{command} --resume` starts it again (no checkpoint yet)",
+           "overwrite": f"`{command} --overwrite` starts it again (checkpoints are off)",
+           "again": f"the earlier record is kept; `{command} --overwrite` starts the new run again"}[err.how]
+    return f"{err}; {how}"
+
+
+def _os_error(err: OSError) -> str:
+    """A failed read or write as one line naming the path (and, for a full disk, the space left there)."""
+    from gradlab.runfolder import WriteError, write_error
+
+    if isinstance(err, WriteError) or err.filename is None:
+        return str(err) if isinstance(err, WriteError) else " ".join(f"{err.strerror or err}".split())
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+        return str(write_error(err.filename, err))
+    return f"{err.strerror}: {str(err.filename)!r}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``gradlab`` command: errors end as one line on stderr (exit 2 for bad settings or a failed read /
+    write such as a full disk, 3 for a diverged run, 130 for Ctrl-C), never as a traceback."""
     import warnings
 
-    ns = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ns = None
     try:
+        from gradlab.data.sources import DataError
+        from gradlab.divergence import RunDiverged
+
+        ns = build_parser().parse_args(argv)
         commands = {"info": lambda: command_info(), "run": lambda: command_run(ns), "figures": lambda: command_figures(ns),
                     "compare": lambda: command_compare(ns), "data": lambda: command_data(ns),
                     "sweep": lambda: command_sweep(ns)}
-        with warnings.catch_warnings():
-            _warnings_as_lines()
-            return commands[ns.command]()
-    except (ConfigError, DataError, FileNotFoundError) as err:
-        print(f"gradlab: error: {err}", file=sys.stderr)
-        return 2
-    except RunDiverged as err:
-        print(f"gradlab: error: {err}", file=sys.stderr)
-        return 3
+        try:
+            with warnings.catch_warnings():
+                _warnings_as_lines()
+                return commands[ns.command]()
+        except (ConfigError, DataError, FileNotFoundError) as err:
+            print(f"gradlab: error: {err}", file=sys.stderr)
+            return 2
+        except RunDiverged as err:
+            print(f"gradlab: error: {err}", file=sys.stderr)
+            return 3
+    except KeyboardInterrupt as err:
+        line = _interrupted(err, ns, argv) if ns is not None else "interrupted"
+        print(f"gradlab: {line}", file=sys.stderr, flush=True)
+        return 130
     except BrokenPipeError:          # `gradlab data | head`: the reader left; no traceback
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as err:           # a full disk, a read-only or failing file system
+        print(f"gradlab: error: {_os_error(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gradlab.config import ConfigError, RunConfig
+from gradlab.config import ConfigError, RunConfig, check_count, check_folder
 from gradlab.records import write_text
 
 COLUMNS = {
@@ -125,6 +125,10 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     runs = {(name, seed): RunConfig.from_dict({**cfg.to_dict(), "seed": seed})
             for name, cfg in configs.items() for seed in seeds}
+    check_folder("out", out)
+    check_folder("cache_dir", cache_dir)
+    if workers is not None:
+        check_count("workers", workers, 1, 4096)
     out = Path(out)
     check_figure_inputs(runs.values(), out)
     out.mkdir(parents=True, exist_ok=True)

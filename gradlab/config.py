@@ -6,7 +6,6 @@ field and what is allowed (scikit-learn style).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -14,17 +13,12 @@ from typing import Any
 
 import yaml
 
+# the checks and the errors are re-exported here: most of gradlab and its users import them from config
+from gradlab.checks import (LimitedLoader, check_choice, check_count, check_folder, check_int,  # noqa: F401
+                            check_keys, is_number, load_yaml, non_finite, short)
 from gradlab.data.profiles import ORDERS, PROFILES
 from gradlab.data.sources import SOURCE_INFO
-
-
-class ConfigError(ValueError):
-    """An invalid setting; the message names the field and the allowed values."""
-
-
-class SettingWarning(UserWarning):
-    """A setting that has no effect in this configuration."""
-
+from gradlab.errors import ConfigError, GradlabError, SettingWarning  # noqa: F401
 
 SCENARIOS = tuple(SOURCE_INFO)        # fashion_mnist, cifar100, imagenet_subset, food101, imagenet1k, digits, synthetic
 MODELS = ("auto", "resnet32", "resnet32_podnet", "resnet18", "small")
@@ -51,6 +45,11 @@ DEFAULT_TASKS = 5
 # own recipe (``SourceInfo.recipe``: Fashion-MNIST and digits train short, the ImageNet-sized sources 90 epochs)
 # sets it. lr 0.1 and momentum 0.9 are the same everywhere; the lr steps at 50 % and 75 % of the epochs.
 PAPER_RECIPE: dict[str, Any] = {"epochs": 160, "batch_size": 128, "weight_decay": 5e-4}
+# Upper bounds no run could reach: epochs per phase (the paper trains 160), and counts (images, exemplars, batch
+# sizes) far beyond the largest data set gradlab reads (ImageNet-1k: 1.28 million training images).
+MAX_EPOCHS = 10_000
+MAX_FACTOR = 1e30          # learning rates and the like: float32 overflows past 3.4e38 in the optimizer
+MAX_COUNT = 100_000_000
 QUICK_START = "gradlab run --scenario fashion_mnist --method dgr --max-per-class 1000 --out runs/demo"
 
 
@@ -198,6 +197,7 @@ class RunConfig:
         """Build from a mapping; unknown keys and presets are rejected by name."""
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: expected a mapping of settings, got {type(values).__name__}")
+        check_keys(values, source)
         if "workers" in values and "loader_workers" not in values:      # the name before gradlab 0.2
             values = {("loader_workers" if k == "workers" else k): v for k, v in values.items()}
         allowed = {f.name for f in fields(cls)}
@@ -207,6 +207,9 @@ class RunConfig:
         presets = values.get("presets") or []
         if isinstance(presets, str):
             presets = [presets]
+        if not isinstance(presets, (list, tuple)) or not all(isinstance(p, str) for p in presets):
+            raise ConfigError(f"presets must be a preset name or a list of them ({sorted(PRESETS)}), "
+                              f"got {short(presets)}")
         merged: dict[str, Any] = {}
         for name in presets:
             if name not in PRESETS:
@@ -227,12 +230,11 @@ class RunConfig:
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
             raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {err.start}); "
                               "save it as UTF-8 YAML") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {_one_line(err)}") from None
+        values = load_yaml(text, f"config file {str(path)!r}")
         if values is None and not overrides:
             raise ConfigError(f"config file {str(path)!r} is empty; give at least a scenario, one of "
                               f"{list(SCENARIOS)}")
@@ -251,82 +253,88 @@ class RunConfig:
         if self.scenario is None:
             raise ConfigError(f"scenario: none given; choose one of {list(SCENARIOS)} (the quick start: "
                               f"`{QUICK_START}`)")
-        _choice("scenario", self.scenario, SCENARIOS)
-        _choice("order", self.order, ORDERS)
-        _choice("profile", self.profile, PROFILES)
-        _choice("split", self.split, SPLITS)
-        _choice("model", self.model, MODELS)
-        _choice("augment", self.augment, AUGMENTS)
-        _choice("selection", self.selection, SELECTIONS)
-        _choice("device", self.device, DEVICES)
-        _choice("precision", self.precision, PRECISIONS)
+        check_choice("scenario", self.scenario, SCENARIOS)
+        check_choice("order", self.order, ORDERS)
+        check_choice("profile", self.profile, PROFILES)
+        check_choice("split", self.split, SPLITS)
+        check_choice("model", self.model, MODELS)
+        check_choice("augment", self.augment, AUGMENTS)
+        check_choice("selection", self.selection, SELECTIONS)
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
         from gradlab.methods import list_methods
 
-        _choice("method", self.method, tuple(list_methods()))
+        check_choice("method", self.method, tuple(list_methods()))
         if not isinstance(self.method_args, dict):
             raise ConfigError("method_args must be a mapping of method-specific settings")
-        bad = _non_finite(self.method_args, "method_args")
+        check_keys(self.method_args, "method_args")
+        for key, value in self.method_args.items():      # a method's extra stages: epochs no run could finish
+            if key.endswith("epochs") and isinstance(value, int) and not isinstance(value, bool):
+                check_int(f"method_args.{key}", value, 0, MAX_EPOCHS)
+        bad = non_finite(self.method_args, "method_args")
         if bad:
-            raise ConfigError(f"{bad[0]} must be a finite number, got {bad[1]!r}")
-        if self.imbalance is not None and not (_is_number(self.imbalance) and self.imbalance >= 1):
-            raise ConfigError(f"imbalance must be a finite number >= 1 (rho = n_max / n_min; 1 = balanced), got {self.imbalance!r}")
+            raise ConfigError(f"{bad[0]} must be a finite number, got {short(bad[1])}")
+        if self.imbalance is not None and not (is_number(self.imbalance) and self.imbalance >= 1):
+            raise ConfigError(f"imbalance must be a finite number >= 1 (rho = n_max / n_min; 1 = balanced), got {short(self.imbalance)}")
         if self.order == "conv" and self.rho != 1:
             raise ConfigError(f"order 'conv' is the balanced protocol: imbalance must be 1 (or unset), got {self.imbalance}")
-        _int("tasks", self.tasks, 1)
+        check_int("tasks", self.tasks, 1, MAX_COUNT)
         if self.base is not None:
-            _int("base", self.base, 1)
+            check_int("base", self.base, 1, MAX_COUNT)
         if self.max_per_class is not None:
-            _int("max_per_class", self.max_per_class, 1)
-        _int("memory", self.memory, 0)
+            check_int("max_per_class", self.max_per_class, 1, MAX_COUNT)
+        check_int("memory", self.memory, 0, MAX_COUNT)
         if self.memory_total is not None:
-            _int("memory_total", self.memory_total, 0)
-        _int("epochs", self.epochs, 1)
-        _int("batch_size", self.batch_size, 1)
-        _int("seed", self.seed, 0)
-        _int("loader_workers", self.loader_workers, 0)
-        _int("checkpoint_every", self.checkpoint_every, 0)
+            check_int("memory_total", self.memory_total, 0, MAX_COUNT)
+        check_int("epochs", self.epochs, 1, MAX_EPOCHS)
+        check_int("batch_size", self.batch_size, 1, MAX_COUNT)
+        check_int("seed", self.seed, 0, 2**32 - 1)
+        check_int("loader_workers", self.loader_workers, 0, 256)
+        check_int("checkpoint_every", self.checkpoint_every, 0, MAX_EPOCHS)
         if SOURCE_INFO[self.scenario].image_files and self.augmentation not in ("resized_crop", "none"):
             raise ConfigError(f"augment: {self.scenario!r} is read from image files, which take 'auto', "
-                              f"'resized_crop' or 'none', got {self.augment!r}")
-        if self.val_fraction is not None and not (_is_number(self.val_fraction) and 0 <= self.val_fraction < 1):
+                              f"'resized_crop' or 'none', got {short(self.augment)}")
+        if self.val_fraction is not None and not (is_number(self.val_fraction) and 0 <= self.val_fraction < 1):
             raise ConfigError(f"val_fraction must be in [0, 1) (or unset: the source's official hold-out), "
-                              f"got {self.val_fraction!r}")
+                              f"got {short(self.val_fraction)}")
         from gradlab.data.holdout import HOLDOUTS
 
-        _choice("holdout", self.holdout, HOLDOUTS)
+        check_choice("holdout", self.holdout, HOLDOUTS)
         for name in ("lr", "lr_factor"):
-            if not (_is_number(getattr(self, name)) and getattr(self, name) > 0):
-                raise ConfigError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+            if not (is_number(getattr(self, name)) and 0 < getattr(self, name) <= MAX_FACTOR):
+                raise ConfigError(f"{name} must be a number in (0, {MAX_FACTOR:g}] (the optimizer computes in "
+                                  f"float32), got {short(getattr(self, name))}")
         for name in ("momentum", "weight_decay"):
-            if not (_is_number(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+            if not (is_number(getattr(self, name)) and 0 <= getattr(self, name) <= MAX_FACTOR):
+                raise ConfigError(f"{name} must be a number in [0, {MAX_FACTOR:g}] (the optimizer computes in "
+                                  f"float32), got {short(getattr(self, name))}")
         from gradlab.schedules import SCHEDULES
 
-        _choice("lr_schedule", self.lr_schedule, SCHEDULES)
-        _int("lr_patience", self.lr_patience, 1)
-        if not (_is_number(self.lr_min) and self.lr_min > 0):
-            raise ConfigError(f"lr_min must be a finite number > 0, got {self.lr_min!r}")
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check_int("lr_patience", self.lr_patience, 1, MAX_EPOCHS)
+        if not (is_number(self.lr_min) and self.lr_min > 0):
+            raise ConfigError(f"lr_min must be a finite number > 0, got {short(self.lr_min)}")
         if self.lr_schedule == "patience" and not self.holdout_fraction > 0:
             raise ConfigError("lr_schedule 'patience' watches the validation loss: set val_fraction > 0 "
                               f"(LT-CIL: 0.1), got val_fraction {self.holdout_fraction!r}")
         if self.lr_milestones is not None:
             if not isinstance(self.lr_milestones, (list, tuple)) or not all(
                     isinstance(m, int) and 1 <= m <= self.epochs for m in self.lr_milestones):
-                raise ConfigError(f"lr_milestones must be a list of epochs in [1, {self.epochs}], got {self.lr_milestones!r}")
+                raise ConfigError(f"lr_milestones must be a list of epochs in [1, {self.epochs}], got {short(self.lr_milestones)}")
         if self.out is not None and not (isinstance(self.out, str) and self.out.strip()):
-            raise ConfigError(f"out must be a folder path (a non-empty string) or unset (runs/<settings>), got {self.out!r}")
+            raise ConfigError(f"out must be a folder path (a non-empty string) or unset (runs/<settings>), got {short(self.out)}")
         if not (isinstance(self.data_root, str) and self.data_root.strip()):
-            raise ConfigError(f"data_root must be a folder path (a non-empty string), got {self.data_root!r}")
+            raise ConfigError(f"data_root must be a folder path (a non-empty string), got {short(self.data_root)}")
         for name in ("download", "checkpoints", "progress"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be true or false, got {short(getattr(self, name))}")
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
-            raise ConfigError(f"channels_last must be true, false or null (auto: on for CPU runs), got {self.channels_last!r}")
+            raise ConfigError(f"channels_last must be true, false or null (auto: on for CPU runs), got {short(self.channels_last)}")
         from gradlab.probes import PROBE_EVERY, PROBES
 
         if not isinstance(self.probes, (list, tuple)) or any(p not in PROBES for p in self.probes):
-            raise ConfigError(f"probes must be a list drawn from {sorted(PROBES)}, got {self.probes!r}")
-        _choice("probe_every", self.probe_every, PROBE_EVERY)
+            raise ConfigError(f"probes must be a list drawn from {sorted(PROBES)}, got {short(self.probes)}")
+        check_choice("probe_every", self.probe_every, PROBE_EVERY)
         self._validate_split()
         return self
 
@@ -371,34 +379,3 @@ class RunConfig:
 def scenario_recipes() -> dict[str, str]:
     """Scenario name -> its default recipe in one line (what ``gradlab info`` and ``gradlab run --help`` show)."""
     return {name: RunConfig(scenario=name).recipe_text() for name in SCENARIOS}
-
-
-def _one_line(err: Exception) -> str:
-    """A YAML error in one line (PyYAML's messages span several)."""
-    return " ".join(str(err).split())
-
-
-def _choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
-
-def _is_number(value: Any) -> bool:
-    """A finite int or float (NaN and infinities are rejected everywhere)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _non_finite(value: Any, where: str) -> tuple[str, float] | None:
-    """(place, value) of the first NaN or infinity in a nested setting, or None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return where, value
-    if isinstance(value, dict):
-        return next((w for k, v in value.items() if (w := _non_finite(v, f"{where}.{k}"))), None)
-    if isinstance(value, (list, tuple)):
-        return next((w for i, v in enumerate(value) if (w := _non_finite(v, f"{where}[{i}]"))), None)
-    return None
-
-
-def _int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -8,20 +8,19 @@ another in this process. A run that fails never leaves a folder that looks finis
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from gradlab.config import ConfigError, RunConfig, SettingWarning
+from gradlab.config import ConfigError, RunConfig, SettingWarning, check_count, check_folder
 from gradlab.estimate import duration, estimate_seconds
-from gradlab.records import RunRecord
-from gradlab.resume import NOT_COMPARED, differing_settings
+from gradlab.records import RunFolderWarning, RunRecord
+from gradlab.resume import NOT_COMPARED, differing_settings, settings_hash
 from gradlab.runfolder import RunFolderError
 
 NOT_HASHED = NOT_COMPARED          # settings that do not change a run's numbers (out, progress, checkpoint_every)
@@ -29,9 +28,7 @@ NOT_HASHED = NOT_COMPARED          # settings that do not change a run's numbers
 
 def run_key(cfg: RunConfig) -> str:
     """A folder name for a run: method + a hash of every setting that changes its numbers."""
-    values = {k: v for k, v in cfg.to_dict().items() if k not in NOT_HASHED}
-    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"{cfg.method}-{digest}"
+    return f"{cfg.method}-{settings_hash(cfg)}"       # NOT_HASHED left out (gradlab.resume.settings_hash)
 
 
 def _same_settings(record: RunRecord, cfg: RunConfig) -> bool:
@@ -67,6 +64,35 @@ def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # an idle worker ignores Ctrl-C (no traceback)
+
+
+def _interrupt_once(signum, frame):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not cut the run's clean-up
+    raise KeyboardInterrupt
+
+
+def _pool_train(cfg_dict: dict, folder: str) -> tuple[str, float]:
+    """:func:`train_into` in a pool worker: Ctrl-C stops the run cleanly (its folder released, resumable)."""
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        return train_into(cfg_dict, folder)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: ProcessPoolExecutor, pending) -> None:
+    """Ctrl-C in the parent: no new runs; the running ones get SIGINT and are awaited (60 s, then ended)."""
+    for future in pending:
+        future.cancel()
+    processes = list((pool._processes or {}).values())
+    for process in processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+    if wait(pending, timeout=60).not_done:
+        for process in processes:
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def train_into(cfg_dict: dict, folder: str) -> tuple[str, float]:
@@ -77,7 +103,9 @@ def train_into(cfg_dict: dict, folder: str) -> tuple[str, float]:
 
     start = time.perf_counter()
     try:
-        gradlab.run(cfg_dict, resume=True, out=folder, progress=False)
+        with warnings.catch_warnings():          # a new run has nothing to resume: no need to say so here
+            warnings.filterwarnings("ignore", "nothing to resume", RunFolderWarning)
+            gradlab.run(cfg_dict, resume=True, out=folder, progress=False)
     except RunFolderError as err:
         if "in use" in str(err) or "diverged" in str(err):
             raise
@@ -125,6 +153,12 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
     Before training, ``log`` gets the number of runs and their estimated time (:mod:`gradlab.estimate`), and
     ``confirm(seconds)`` (None: not estimated, on a Ray cluster), when given, may stop the start by raising.
     """
+    check_folder("cache_dir", cache_dir)
+    if workers is not None:
+        check_count("workers", workers, 1, 4096)
+    check_count("threads", threads, 1, 4096)
+    if not isinstance(configs, dict) or not all(isinstance(c, RunConfig) for c in configs.values()):
+        raise ConfigError("configs must be a mapping {name: RunConfig}")
     log = log if log is not None else (lambda line: print(line, file=sys.stderr, flush=True))
     keys = {name: run_key(cfg) for name, cfg in configs.items()}
     by_key: dict[str, RunConfig] = {}
@@ -138,7 +172,7 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
         if record is not None:
             done[key] = record
     todo = [key for key in by_key if key not in done]
-    workers = default_workers(len(todo), threads) if workers is None else max(1, int(workers))
+    workers = default_workers(len(todo), threads) if workers is None else workers
     on_cuda = any(by_key[k].device == "cuda" for k in todo) and backend == "local"
     parallel = 1 if on_cuda else available_cores() // max(1, threads) if backend == "ray" else workers
     if todo:
@@ -192,15 +226,19 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                  initargs=(threads,)) as pool:
-            pending = {pool.submit(train_into, by_key[k].to_dict(), folders[k]): k for k in todo}
-            while pending:
-                ready, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in ready:
-                    key = pending.pop(future)
-                    try:
-                        finished(key, future.result()[1])
-                    except Exception as err:  # noqa: BLE001
-                        fail(key, err)
+            pending = {pool.submit(_pool_train, by_key[k].to_dict(), folders[k]): k for k in todo}
+            try:
+                while pending:
+                    ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in ready:
+                        key = pending.pop(future)
+                        try:
+                            finished(key, future.result()[1])
+                        except Exception as err:  # noqa: BLE001
+                            fail(key, err)
+            except KeyboardInterrupt:
+                _stop_pool(pool, pending)
+                raise
     if failed and errors is None:
         key = next(iter(failed))
         raise RuntimeError(f"{len(failed)} of {len(todo)} runs failed; first: {names_of[key][0]} ({key}): {failed[key]}")

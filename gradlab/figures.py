@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from gradlab.config import PRESETS, ConfigError, RunConfig
+from gradlab.config import PRESETS, ConfigError, RunConfig, check_count, check_folder
 from gradlab.executor import cached_run, run_key, run_many  # noqa: F401  (cached_run, run_key: public here too)
 from gradlab.records import atomic_write, write_text
 
@@ -195,6 +195,10 @@ def make_figures(out: str | Path = "runs/figures", quick: bool = True, scenario:
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
         raise ConfigError(f"only: {unknown} are not figures; allowed: {list(FIGURES)}")
+    check_folder("out", out)
+    check_folder("cache_dir", cache_dir)
+    if workers is not None:
+        check_count("workers", workers, 1, 4096)
     out = Path(out)
     plans = {name: figure_plan(name, quick, scenario, device, seeds, **overrides) for name in names}
     configs = plan_configs(plans)

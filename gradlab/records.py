@@ -42,16 +42,34 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write via ``write(tmp_path)`` to a temp file in the same folder, then rename over ``path``."""
+    """Write via ``write(tmp_path)`` to a temp file in the same folder, then rename over ``path``. A failed
+    write (full disk, read-only, I/O error) raises :class:`gradlab.runfolder.WriteError` naming ``path``."""
+    import errno
+    import shutil
+
+    from gradlab.runfolder import write_error
+
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as err:
+        raise write_error(path, err) from err
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as err:
         Path(tmp).unlink(missing_ok=True)
+        raise write_error(path, err) from err
+    except BaseException as err:
+        try:                             # torch.save reports a full disk as a RuntimeError
+            full = isinstance(err, RuntimeError) and shutil.disk_usage(path.parent).free < 2**20
+        except OSError:
+            full = False
+        Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise write_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from err
         raise
 
 
@@ -178,13 +196,14 @@ class RecordWriter(Callback):
             write_parquet(self.out / "probes.parquet", self.probe_log.frame())
 
     def _checkpoint(self, ctx, name: str, within_phase: bool) -> None:
-        from gradlab.resume import capture
+        from gradlab.resume import capture, run_identity
 
         if self.trainer is None:         # a writer without its trainer (tests driving one by hand)
             state = {"phase": ctx.phase, "model": ctx.model.state_dict(), "memory": ctx.memory.state_dict(),
                      "head_task_sizes": list(ctx.model.head.task_sizes), "correct": torch.as_tensor(ctx.correct)}
         else:
             state = capture(self.trainer, self, within_phase)
+        state["run"] = run_identity(ctx.cfg)          # whose checkpoint it is (resume refuses another run's)
         folder = self.out / "checkpoints"
         folder.mkdir(exist_ok=True)
         atomic_write(folder / name, lambda tmp: torch.save(state, tmp))
@@ -218,6 +237,10 @@ def to_json(values: dict) -> str:
 
 
 # ---------------------------------------------------------------------- reader
+METRIC_COLUMNS = {"phase", "task", "class", "metric", "value"}          # what metrics.parquet always has
+SUMMARY_KEYS = ("average_incremental_accuracy", "final_accuracy")        # what a complete summary.json has
+
+
 class RunRecord:
     """A run read from disk: ``.config``, ``.summary``, ``.metrics``, ``.probes``, and ``.status``:
     "complete", "diverged", "running" (a live process holds the folder's lock) or "incomplete" (killed or
@@ -244,6 +267,20 @@ class RunRecord:
             self.status = self.summary.get("status", "complete" if self.summary.get("complete") else "incomplete")
         else:
             self.status = "running" if holder is not None and not holder.get("stale") else "incomplete"
+        self.missing = self._missing() if self.status == "complete" else []
+        if self.missing:                       # a summary that says complete over a record that is not whole
+            self.status = "incomplete"
+
+    def _missing(self) -> list[str]:
+        """What a complete record has and this one lacks (files, columns, summary keys)."""
+        missing = [name for name, frame in (("metrics.parquet", self.metrics), ("classes.parquet", self.classes))
+                   if frame.empty]
+        if not self.metrics.empty and not METRIC_COLUMNS <= set(self.metrics.columns):
+            missing.append(f"metrics.parquet columns {sorted(METRIC_COLUMNS - set(self.metrics.columns))}")
+        if not self.classes.empty and "task" not in self.classes.columns:
+            missing.append("classes.parquet column 'task'")
+        missing += [f"summary.json key {key!r}" for key in SUMMARY_KEYS if key not in self.summary]
+        return missing
 
     def _read_summary(self) -> dict:
         path = self.path / "summary.json"
@@ -276,6 +313,9 @@ class RunRecord:
             return f"{str(self.path)!r}: the run diverged ({self.summary.get('error')}); no accuracy is recorded"
         if self.status == "running":
             return f"{str(self.path)!r}: a run is writing this folder now ({describe_holder(lock_holder(self.path))})"
+        if self.missing:
+            return (f"{str(self.path)!r}: summary.json says complete but the record is not whole (missing: "
+                    f"{', '.join(self.missing)}); rerun it with --overwrite (overwrite=True)")
         phases = int(self.metrics.phase.max()) + 1 if len(self.metrics) else 0
         if not self.config.checkpoints:
             how = "it cannot be resumed (checkpoints were off): rerun it with --overwrite (overwrite=True)"
@@ -292,10 +332,25 @@ class RunRecord:
     def complete(self) -> bool:
         return self.status == "complete"
 
+    def _metric_rows(self, metric: str) -> pd.DataFrame:
+        """The rows of one metric; what exists (none for a run killed in phase 0), or RunFolderError naming the
+        file when metrics.parquet lacks the columns every record has."""
+        if self.metrics.empty:
+            return pd.DataFrame(columns=sorted(METRIC_COLUMNS))
+        if not METRIC_COLUMNS <= set(self.metrics.columns):
+            raise RunFolderError(f"{str(self.path / 'metrics.parquet')!r} is damaged (columns "
+                                 f"{sorted(self.metrics.columns)}, expected {sorted(METRIC_COLUMNS)}); rerun the "
+                                 "run with --overwrite")
+        return self.metrics[self.metrics.metric == metric]
+
     def _matrix(self, metric: str, column: str) -> np.ndarray:
-        rows = self.metrics[self.metrics.metric == metric]
-        num_phases = int(self.metrics.phase.max()) + 1 if len(self.metrics) else 0
-        size = (int(self.classes["task"].max()) + 1) if column == "task" else len(self.classes)
+        rows = self._metric_rows(metric)
+        num_phases = int(self.metrics.phase.max()) + 1 if len(rows) else 0
+        if column == "task":
+            size = int(self.classes["task"].max()) + 1 if "task" in self.classes.columns and len(self.classes) else 0
+        else:
+            size = len(self.classes)
+        size = max(size, int(rows[column].max()) + 1 if len(rows) else 0)
         matrix = np.full((num_phases, size), np.nan)
         matrix[rows.phase.to_numpy(int), rows[column].to_numpy(int)] = rows.value.to_numpy(float)
         return matrix
@@ -313,7 +368,7 @@ class RunRecord:
 
     def accuracy_curve(self, weighted: bool = True) -> np.ndarray:
         """A_t per phase: class-weighted over all seen test images, or the unweighted task mean."""
-        rows = self.metrics[self.metrics.metric == ("acc_all_seen" if weighted else "acc_task_mean")]
+        rows = self._metric_rows("acc_all_seen" if weighted else "acc_task_mean")
         return rows.sort_values("phase").value.to_numpy(float)
 
     def checkpoint(self, phase: int) -> dict:
@@ -322,15 +377,9 @@ class RunRecord:
         have = sorted(int(p.stem.split("_")[1]) for p in folder.glob("phase_*.pt") if p.stem.split("_")[1].isdigit())
         if not isinstance(phase, int) or isinstance(phase, bool) or phase not in have:
             raise RunFolderError(f"phase: no checkpoint for phase {phase!r} in {str(folder)!r}; available: {have}")
-        path = folder / f"phase_{phase}.pt"
-        try:
-            state = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
-            raise RunFolderError(f"{str(path)!r} is not a readable gradlab checkpoint ({type(err).__name__}); "
-                                 "it is damaged or was not written by gradlab") from None
-        if not isinstance(state, dict) or "model" not in state:
-            raise RunFolderError(f"{str(path)!r} is not a gradlab checkpoint (no model state)")
-        return state
+        from gradlab.resume import read_checkpoint
+
+        return read_checkpoint(folder / f"phase_{phase}.pt", self.config, phase)   # identity checked when present
 
     def __repr__(self) -> str:
         aia = self.summary.get("average_incremental_accuracy")

@@ -10,13 +10,20 @@ Two kinds of checkpoint, both read with ``torch.load(weights_only=True)``:
   plus the optimizer, the lr schedule, the epoch and the step. It is removed once the phase's own
   checkpoint is written.
 
+Every checkpoint also carries its run's identity, ``"run": {"format", "settings", "seed"}`` (the settings
+hash is :func:`settings_hash`, the one in ``run_key``; the phase is the state's own ``"phase"``). Resume
+refuses, in one line naming the file, a checkpoint of another run, of another phase, a damaged or incomplete
+one, and one without identity (written before format 1: it cannot be told from another run's; --overwrite).
+
 A resumed run rebuilds everything from the settings, loads the newest checkpoint (a mid-phase one after
 replaying its phase's start from the previous phase's checkpoint) and goes on; on the CPU the final
 metrics equal an uninterrupted run's exactly.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +31,24 @@ import torch
 from torch import nn
 
 MID_PHASE = "mid_phase.pt"
+CHECKPOINT_FORMAT = 1            # 1: checkpoints carry "run" (their run's identity); 0: before, none
+NOT_COMPARED = ("out", "progress", "checkpoint_every")    # settings that do not change a run's numbers
 _PLAIN = (int, float, bool, str, type(None))
+# what restoring reads from a phase checkpoint, and from a mid-phase one besides
+PHASE_KEYS = ("phase", "model", "model_structure", "memory", "method", "correct", "epoch_losses", "phase_log",
+              "probe_rows", "torch_rng", "generator")
+MID_KEYS = PHASE_KEYS + ("epoch", "step", "optimizer", "schedule", "multistep", "current_phase_log")
+
+
+def settings_hash(cfg) -> str:
+    """12 hex digits over every setting that changes a run's numbers (``run_key`` is method-hash)."""
+    values = {k: v for k, v in cfg.to_dict().items() if k not in NOT_COMPARED}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def run_identity(cfg) -> dict:
+    """What every checkpoint says of the run that wrote it."""
+    return {"format": CHECKPOINT_FORMAT, "settings": settings_hash(cfg), "seed": cfg.seed}
 
 
 # ------------------------------------------------------------------------------------- plain values
@@ -200,36 +224,64 @@ def _restore_rng(trainer, state: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------- where to go on
-def load_checkpoint(path: Path) -> dict:
+def read_checkpoint(path: Path, cfg=None, phase: int | None = None, keys=("phase", "model"),
+                    need_identity: bool = False, hint: str = "") -> dict:
+    """The checkpoint at ``path``, or a one-line error naming the file: unreadable, lacking ``keys``, of
+    another run than ``cfg``'s, of another ``phase``, or (``need_identity``) without identity."""
     from gradlab.runfolder import RunFolderError
 
+    name = repr(str(path))
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # torch's own warnings before its error: gradlab's line says it
+            state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise RunFolderError(f"{str(path)!r} cannot be read ({type(err).__name__}); the run cannot be resumed "
-                             "from it: rerun with --overwrite") from None
-    if not isinstance(state, dict) or "model" not in state or "phase" not in state:
-        raise RunFolderError(f"{str(path)!r} is not a gradlab checkpoint; rerun with --overwrite")
+        raise RunFolderError(f"{name} cannot be read ({type(err).__name__}): it is damaged or was not written by "
+                             f"gradlab{hint}") from None
+    if not isinstance(state, dict):
+        raise RunFolderError(f"{name} is not a gradlab checkpoint (it holds a {type(state).__name__}){hint}")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise RunFolderError(f"{name} is not a complete gradlab checkpoint (no {', '.join(missing)}){hint}")
+    run = state.get("run")
+    if run is None:
+        if need_identity:
+            raise RunFolderError(f"{name} predates checkpoint identity (written by an older gradlab), so it cannot "
+                                 "be told from another run's: pass --overwrite to start again")
+    elif not isinstance(run, dict) or not {"format", "settings", "seed"} <= set(run):
+        raise RunFolderError(f"{name} is damaged (its run identity is unreadable){hint}")
+    elif not isinstance(run["format"], int) or run["format"] > CHECKPOINT_FORMAT:
+        raise RunFolderError(f"{name} was written by a newer gradlab (checkpoint format {run['format']!r}, this "
+                             f"gradlab reads {CHECKPOINT_FORMAT}); update gradlab")
+    elif cfg is not None and (run["seed"], run["settings"]) != (cfg.seed, settings_hash(cfg)):
+        raise RunFolderError(f"{name} belongs to another run (seed {run['seed']}, settings {run['settings']}), not "
+                             f"this one (seed {cfg.seed}, settings {settings_hash(cfg)}){hint}")
+    if phase is not None and state["phase"] != phase:
+        raise RunFolderError(f"{name} holds phase {state['phase']!r}, not phase {phase}{hint}")
     return state
 
 
-def resume_point(folder: Path) -> tuple[dict | None, dict | None]:
-    """(state after the last finished phase, state inside the phase after it), either may be None."""
+def load_checkpoint(path: Path, cfg=None, phase: int | None = None, keys=PHASE_KEYS) -> dict:
+    """A checkpoint to resume ``cfg``'s run from (identity required)."""
+    return read_checkpoint(path, cfg, phase, keys, need_identity=True,
+                           hint="; the run cannot be resumed from it: pass --overwrite to start again")
+
+
+def resume_point(folder: Path, cfg=None) -> tuple[dict | None, dict | None]:
+    """(state after the last finished phase, state inside the phase after it), either may be None; every
+    checkpoint read must be ``cfg``'s run's."""
     checkpoints = Path(folder) / "checkpoints"
     phases = sorted(int(p.stem.split("_")[1]) for p in checkpoints.glob("phase_*.pt") if p.stem.split("_")[1].isdigit())
-    last = load_checkpoint(checkpoints / f"phase_{phases[-1]}.pt") if phases else None
+    last = load_checkpoint(checkpoints / f"phase_{phases[-1]}.pt", cfg, phases[-1]) if phases else None
     mid = None
     if (checkpoints / MID_PHASE).is_file():
-        mid = load_checkpoint(checkpoints / MID_PHASE)
+        mid = load_checkpoint(checkpoints / MID_PHASE, cfg, keys=MID_KEYS)
         if mid["phase"] != (last["phase"] + 1 if last else 0):      # stale: its phase has finished since
             mid = None
     return last, mid
 
 
 # ------------------------------------------------------------------------------------- the plan
-NOT_COMPARED = ("out", "progress", "checkpoint_every")    # settings that do not change a run's numbers
-
-
 class ResumePlan:
     """What ``gradlab.run(..., resume=True)`` found in the folder and how it goes on."""
 
@@ -287,15 +339,17 @@ class ResumePlan:
 
 
 def plan_resume(out: Path, cfg) -> ResumePlan | None:
-    """None when ``out`` holds nothing yet (a fresh run); else the plan, or a one-line error saying why the
-    folder cannot be resumed with these settings."""
+    """None when ``out`` holds nothing yet (a fresh run, with a warning); else the plan, or a one-line error
+    saying why the folder cannot be resumed with these settings."""
     from gradlab.config import ConfigError, RunConfig
+    from gradlab.records import RunFolderWarning
     from gradlab.runfolder import LOCK_NAME, RunFolderError, describe_holder, lock_holder
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"out: {str(out)!r} exists and is not a folder")
     if not out.is_dir() or not any(p.name != LOCK_NAME for p in out.iterdir()):
+        warnings.warn(f"nothing to resume in {str(out)!r}: starting a fresh run", RunFolderWarning, stacklevel=3)
         return None
     holder = lock_holder(out)
     if holder is not None and not holder.get("stale"):
@@ -325,7 +379,7 @@ def plan_resume(out: Path, cfg) -> ResumePlan | None:
     if not stored.checkpoints:
         raise RunFolderError(f"resume: the run in {str(out)!r} was started with checkpoints off, so it cannot be "
                              "resumed; pass --overwrite to start again")
-    last, mid = resume_point(out)
+    last, mid = resume_point(out, stored)       # checked against the stored settings (written with the checkpoints)
     return ResumePlan(out, last=last, mid=mid)
 
 

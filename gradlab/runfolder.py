@@ -10,6 +10,7 @@ leaves the earlier record as it was.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -24,6 +25,47 @@ LOCK_NAME = ".lock"
 
 class RunFolderError(ConfigError):
     """The run folder is in use, or holds something that is not what was asked for."""
+
+
+class WriteError(OSError):
+    """Writing ``filename`` failed (full disk, quota, read-only file system, I/O error); ``str`` is one line."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename!r}: {self.strerror}"
+
+
+def write_error(path: str | os.PathLike, err: OSError) -> WriteError:
+    """``err`` as a :class:`WriteError` naming ``path``; a full disk or quota also says the space left there."""
+    if isinstance(err, WriteError):
+        return err
+    code = err.errno if isinstance(err.errno, int) else errno.EIO
+    text = os.strerror(code) if code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO) else (err.strerror or str(err))
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            folder = next(p for p in Path(path).absolute().parents if p.exists())
+            text += f" ({_size(shutil.disk_usage(folder).free)} free there)"
+        except (OSError, StopIteration):
+            pass
+    return WriteError(code, text, str(path))
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run: ``str`` says where; ``how`` to go on: "resume", "resume-fresh" (no checkpoint yet),
+    "overwrite" (checkpoints off) or "again" (an interrupted overwrite; the earlier record is kept)."""
+
+    def __init__(self, message: str, how: str):
+        super().__init__(message, how)
+        self.how = how
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 def _alive(pid: int) -> bool:
@@ -88,8 +130,12 @@ class RunLock:
                     f"out: {str(self.folder)!r} is in use by another gradlab run ({describe_holder(holder)}); "
                     f"wait for it to finish or choose another folder (if that run is gone, delete {str(self.path)!r})"
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(content)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(content)
+            except OSError as err:
+                self.path.unlink(missing_ok=True)
+                raise write_error(self.path, err) from err
             self.held = True
             return self
         raise RunFolderError(f"out: could not take the lock {str(self.path)!r}; try again")
@@ -123,7 +169,10 @@ class RunFolder:
         self.lock = RunLock(self.out)
 
     def open(self) -> "RunFolder":
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise write_error(err.filename or self.out, err) from err
         self.lock.acquire()
         try:
             if _has_files(self.out) and not self.resume:
@@ -133,7 +182,11 @@ class RunFolder:
                 for old in self.out.parent.glob(f".{self.out.name}.new-*"):   # left by killed overwrites
                     shutil.rmtree(old, ignore_errors=True)
                 self.train_dir = self.out.parent / f".{self.out.name}.new-{os.getpid()}"
-                self.train_dir.mkdir()
+                try:
+                    self.train_dir.mkdir()
+                except OSError as err:
+                    self.train_dir = self.out
+                    raise write_error(self.out.parent / f".{self.out.name}.new-{os.getpid()}", err) from err
         except BaseException:
             self.lock.release()
             raise
@@ -144,8 +197,15 @@ class RunFolder:
         try:
             if self.train_dir != self.out:
                 old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
-                os.replace(self.out, old)
-                os.replace(self.train_dir, self.out)
+                try:
+                    os.replace(self.out, old)
+                except OSError as err:
+                    raise write_error(self.out, err) from err
+                try:
+                    os.replace(self.train_dir, self.out)
+                except OSError as err:
+                    os.replace(old, self.out)                # the earlier record back in place
+                    raise write_error(self.out, err) from err
                 self.lock.held = False                       # the lock file went with the old folder
                 shutil.rmtree(old, ignore_errors=True)
         finally:

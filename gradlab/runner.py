@@ -29,7 +29,8 @@ from gradlab.models.factory import build_backbone, default_backbone
 from gradlab.probes import ProbeLog, build_probes
 from gradlab.records import RecordWriter, RunRecord
 from gradlab.resume import plan_resume
-from gradlab.runfolder import LOCK_NAME, RunFolder, RunFolderError, describe_holder, lock_holder
+from gradlab.runfolder import (LOCK_NAME, RunFolder, RunFolderError, RunInterrupted, WriteError,
+                               describe_holder, lock_holder)
 from gradlab.trainer import EVENTS, Trainer, pick_device
 
 
@@ -211,15 +212,37 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
         writer.trainer = trainer
         trainer.fit(resume=plan.hook(writer) if plan is not None else None)
     except RunDiverged as err:
-        writer.mark_failed("diverged", str(err), phases_done=max(ctx.phase, 0))
-        folder.abandon()
+        try:
+            writer.mark_failed("diverged", str(err), phases_done=max(ctx.phase, 0))
+        finally:
+            folder.abandon()
         kept = (f"the earlier record in {str(out)!r} is kept" if folder.train_dir != out
                 else f"{str(out)!r} is marked diverged")
         raise RunDiverged(f"{err} ({kept})") from None
+    except KeyboardInterrupt:
+        folder.abandon()
+        where = f"in phase {ctx.phase}, epoch {max(ctx.epoch, 0)}" if ctx.phase >= 0 else "before its first phase"
+        if folder.train_dir != out:
+            how = "again"                   # an overwrite: its new folder is gone, the earlier record stays
+        elif not cfg.checkpoints:
+            how = "overwrite"
+        else:
+            how = "resume" if any((out / "checkpoints").glob("*.pt")) else "resume-fresh"
+        raise RunInterrupted(f"interrupted {where}", how) from None
+    except WriteError as err:               # a full disk, a read-only or failing file system
+        folder.abandon()
+        if folder.train_dir == out:
+            raise
+        raise WriteError(err.errno, f"{err.strerror}; the earlier record in {str(out)!r} is kept",
+                         err.filename) from err
     except BaseException:
         folder.abandon()
         raise
-    folder.commit()
+    try:
+        folder.commit()
+    except BaseException:
+        folder.abandon()
+        raise
     return RunRecord(out)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from gradlab.config import ConfigError, RunConfig
+from gradlab.config import ConfigError, RunConfig, check_count, check_folder, load_yaml
 from gradlab.executor import run_key, run_many
 from gradlab.records import atomic_write, write_text
 
@@ -38,9 +38,10 @@ def load_sweep(path) -> tuple[dict[str, RunConfig], list[str]]:
     if not path.is_file():
         raise ConfigError(f"sweep file {str(path)!r} does not exist")
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"sweep file {str(path)!r} is not valid UTF-8 YAML ({' '.join(str(err).split())})") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"sweep file {str(path)!r} is not UTF-8 text (byte {err.start}); save it as UTF-8 YAML") from None
+    spec = load_yaml(text, f"sweep file {str(path)!r}")
     return expand_sweep(spec, source=str(path))
 
 
@@ -96,8 +97,12 @@ def run_sweep(path, out=None, backend: str = "ray", address: str | None = None, 
         raise ConfigError(f"backend must be 'ray' or 'local', got {backend!r}")
     if not isinstance(cpus_per_run, int) or cpus_per_run < 1:
         raise ConfigError(f"cpus_per_run must be an integer >= 1, got {cpus_per_run!r}")
-    if not (isinstance(gpus_per_run, (int, float)) and 0 <= gpus_per_run):
-        raise ConfigError(f"gpus_per_run must be a number >= 0, got {gpus_per_run!r}")
+    if workers is not None:
+        check_count("workers", workers, 1, 4096)
+    check_folder("out", out)
+    if not (isinstance(gpus_per_run, (int, float)) and not isinstance(gpus_per_run, bool)
+            and 0 <= gpus_per_run <= 1024):
+        raise ConfigError(f"gpus_per_run must be a number in [0, 1024], got {gpus_per_run!r}")
     out = Path(out)
     first = next(iter(configs.values()))
     (log or (lambda line: print(line, file=sys.stderr, flush=True)))(

@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 
 import gradlab
-from gradlab.config import DEVICES, SCENARIOS, ConfigError, RunConfig
+from gradlab.config import DEVICES, SCENARIOS, ConfigError, LimitedLoader, RunConfig
 from gradlab.data.profiles import ORDERS
 from gradlab.trainer import Callback
 
@@ -87,9 +87,9 @@ def parse_method_args(text: str | dict | None) -> dict:
         if key in args:
             raise ConfigError(f"method_args: {key!r} is given twice")
         try:
-            args[key] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            problem = " ".join(str(getattr(err, "problem", None) or "invalid YAML").split())
+            args[key] = yaml.load(value, Loader=LimitedLoader)  # noqa: S506 - a SafeLoader subclass with limits
+        except (yaml.YAMLError, RecursionError) as err:
+            problem = " ".join(str(getattr(err, "problem", None) or err or "invalid YAML").split())
             raise ConfigError(f"method_args: the value of {key!r} ({value!r}) is not valid YAML: {problem}") from None
     return args
 

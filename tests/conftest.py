@@ -14,3 +14,27 @@ def fake_cifar_root(tmp_path_factory):
     (H, W, C) as: label = img[0, 0, 0], per-class sample number = img[0, 0, 1] + 256 * img[0, 0, 2].
     """
     return write_fake_cifar100(tmp_path_factory.mktemp("fake_cifar"))
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Bad input must be refused before training: training that starts fails the test."""
+    from gradlab.trainer import Trainer
+
+    def refuse(self):
+        raise AssertionError("training started although the input was bad")
+    monkeypatch.setattr(Trainer, "fit", refuse)
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(argv) -> (exit code, stderr)`` through ``gradlab.cli.main``, argparse's own exits included."""
+    from gradlab.cli import main
+
+    def call(argv):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:          # argparse's own errors (a flag of the wrong type)
+            code = exit_.code
+        return code, capsys.readouterr().err
+    return call

@@ -18,16 +18,13 @@ import gradlab
 from gradlab.cli import main
 from gradlab.config import ConfigError
 from gradlab.records import RunFolderWarning, load_run
-from gradlab.trainer import Trainer
 
 DIGITS = ["run", "--scenario", "digits", "--tasks", "3", "--epochs", "1", "--quiet"]
 
 
 @pytest.fixture(autouse=True)
-def no_training(monkeypatch):
-    def refuse(self):
-        raise AssertionError("training started although the input was bad")
-    monkeypatch.setattr(Trainer, "fit", refuse)
+def _refuse_training(no_training):
+    """Every case here is refused before training (the ``no_training`` fixture of conftest)."""
 
 
 def _cli(argv, capsys) -> tuple[int, str]:
@@ -60,7 +57,7 @@ FLAG_CASES = [
     (["--device", "tpu"], "device"), (["--precision", "fp8"], "precision"), (["--probes", "nope"], "probes"),
     (["--lr-schedule", "patience", "--val-fraction", "0"], "lr_schedule"), (["--lr-schedule", "nope"], "lr_schedule"),
     (["--selection", "nope"], "selection"), (["--preset", "nope"], "preset"), (["--model", "nope"], "model"),
-    (["--augment", "nope"], "augment"), (["--profile", "nope"], "profile"), (["--workers", "-1"], "workers"),
+    (["--augment", "nope"], "augment"), (["--profile", "nope"], "profile"), (["--loader-workers", "-1"], "loader_workers"),
     (["--holdout", "nope"], "holdout"), (["--max-per-class", "0"], "max_per_class"),
     (["--lr", "abc"], "--lr"), (["--epochs", "1.5"], "--epochs"), (["--checkpoints", "maybe"], "--checkpoints"),
     (["--scenario", "cifar100", "--data-root", "no/such/folder"], "cifar-100-python"),

@@ -127,5 +127,7 @@ def test_what_cannot_be_resumed_says_why(uninterrupted, tmp_path, capsys):
     with pytest.raises(ConfigError, match="diverged"):
         gradlab.run(str(finished / "config.yaml"), out=str(diverged), resume=True)
 
-    fresh = gradlab.run(scenario="digits", tasks=2, epochs=1, out=str(tmp_path / "new"), resume=True, progress=False)
+    with pytest.warns(UserWarning, match="nothing to resume"):
+        fresh = gradlab.run(scenario="digits", tasks=2, epochs=1, out=str(tmp_path / "new"), resume=True,
+                            progress=False)
     assert fresh.complete and "resumed_from" not in fresh.summary       # nothing to resume: a fresh run

@@ -53,7 +53,7 @@ def test_step_schedule_divides_at_the_milestones():
 @pytest.mark.parametrize("values, field", [
     ({"lr_schedule": "cosine"}, "lr_schedule must be one of \\['step', 'patience'\\]"),
     ({"lr_schedule": "patience"}, "set val_fraction > 0"),
-    ({"lr_schedule": "patience", "val_fraction": 0.1, "lr_patience": 0}, "lr_patience must be an integer >= 1"),
+    ({"lr_schedule": "patience", "val_fraction": 0.1, "lr_patience": 0}, "lr_patience must be an integer in \\[1, 10000\\]"),
     ({"lr_min": 0}, "lr_min must be a finite number > 0"),
 ])
 def test_bad_schedule_settings_name_the_field(values, field):

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from gradlab.data.device_data import Batch
+from gradlab.data.sources.base import DataError
 from gradlab.data.sources.files import decode_image
 
 CROP_SCALE = (0.08, 1.0)
@@ -85,8 +86,11 @@ class _BatchFiles(Dataset):
         if not self.decode:                        # the GPU path: the files' bytes only
             return [Path(self.paths[i]).read_bytes() for i in idx], idx, seed
         generator = torch.Generator().manual_seed(seed)
-        views = [train_view(decode_image(self.paths[i]), generator, self.size, self.flip) if train
-                 else test_view(decode_image(self.paths[i]), self.size, self.resize) for i in idx]
+        try:
+            views = [train_view(decode_image(self.paths[i]), generator, self.size, self.flip) if train
+                     else test_view(decode_image(self.paths[i]), self.size, self.resize) for i in idx]
+        except DataError as err:          # back to the main process as one line, not a worker traceback
+            return (None, str(err)), idx, seed
         batch = torch.stack(views)
         return (batch.numpy().tobytes(), tuple(batch.shape)), idx, seed
 
@@ -139,6 +143,8 @@ class FileImages:
                             persistent_workers=False)
         for content, idx, seed in tqdm(loader, total=len(items), desc=desc, leave=False,
                                        disable=not self.progress or len(items) < 20):
+            if content[0] is None:
+                raise DataError(content[1])
             if self.decode_on == "device":
                 x = self._decode_on_device(content, seed, train)
             else:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from gradlab.data.holdout import HOLDOUTS, official_holdout, stratified_holdout
 from gradlab.data.profiles import class_order, long_tail_counts, task_sizes
-from gradlab.data.sources import SOURCE_INFO, ImageSet, Source, load_source
+from gradlab.data.sources import SOURCE_INFO, DataError, ImageSet, Source, load_source
 
 SELECTION_SEED = 0  # the official IMBALANCECIFAR100 picks each class's images with seed 0, whatever --seed
 
@@ -77,6 +77,9 @@ class Scenario:
     def __init__(self, source: Source, order: str = "lt", imbalance: float = 100.0, profile: str = "exp",
                  max_per_class: int | None = None, base: int | None = None, tasks: int = 5,
                  val_fraction: float = 0.0, holdout: str = "official", seed: int = 0):
+        if not isinstance(source, Source):
+            raise DataError(f"source must be a loaded Source (gradlab.data.sources.load_source('digits')), got "
+                            f"{type(source).__name__}; to build from settings use Scenario.from_config(RunConfig)")
         if holdout not in HOLDOUTS:
             raise ValueError(f"holdout must be one of {HOLDOUTS}, got {holdout!r}")
         self.source = source
@@ -189,7 +192,16 @@ class Scenario:
 
     @classmethod
     def from_config(cls, cfg) -> "Scenario":
-        """Build the scenario a :class:`~gradlab.config.RunConfig` describes (loads the source)."""
+        """Build the scenario a :class:`~gradlab.config.RunConfig` (or a mapping of its settings) describes
+        (loads the source)."""
+        from gradlab.config import RunConfig
+
+        if isinstance(cfg, dict):
+            cfg = RunConfig.from_dict(cfg, source="Scenario.from_config")
+        elif isinstance(cfg, RunConfig):
+            cfg.validate()
+        else:
+            raise DataError(f"cfg must be a RunConfig or a mapping of its settings, got {type(cfg).__name__}")
         source = load_source(cfg.scenario, cfg.data_root, cfg.download)
         base, tasks = cfg.split_base_tasks(source.num_classes)
         return cls(source, order=cfg.order, imbalance=cfg.rho, profile=cfg.profile,

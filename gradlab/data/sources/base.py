@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gradlab.errors import GradlabError
 
-class DataError(ValueError):
+
+class DataError(GradlabError, ValueError):
     """Bad or missing data; the message names the path/field and the expected layout."""
 
 

@@ -100,9 +100,13 @@ def _read_cifar_pickle(path: Path, num_classes: int) -> tuple[np.ndarray, np.nda
             raise DataError(f"CIFAR-100 file {path}: expected b'data' as uint8 values 0..255, got {data.dtype}")
         data = data.astype(np.uint8)
     try:
-        labels = np.asarray(entries["fine_labels"], dtype=np.int64)
-    except (TypeError, ValueError) as exc:
+        raw = np.asarray(entries["fine_labels"])
+        labels = raw.astype(np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise DataError(f"CIFAR-100 file {path}: b'fine_labels' is not a list of ints") from exc
+    if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.array_equal(raw, labels)):
+        raise DataError(f"CIFAR-100 file {path}: b'fine_labels' must be whole numbers 0..{num_classes - 1}, "
+                        f"got {raw.dtype} values such as {raw.ravel()[:1].tolist()}")
     if labels.shape != (data.shape[0],):
         raise DataError(f"CIFAR-100 file {path}: expected b'fine_labels' of length {data.shape[0]} "
                         f"(one per row of b'data'), got shape {labels.shape}")

@@ -42,7 +42,7 @@ HOW_TO_GET = (f"get it with `apt-get install {DEBIAN_PACKAGE}` (Debian/Ubuntu, a
               + ", ".join(f"{name}.gz" for name in FILES.values()) + " in --data-root")
 
 INFO = SourceInfo(
-    "fashion_mnist", 10, (28, 28, 1), False,
+    "fashion_mnist", 10, (28, 28, 1), True,
     "Fashion-MNIST: 60 000 train / 10 000 test 28x28 grey images of clothing, 10 classes "
     "(6 000 / 1 000 per class); real data, offline through Debian's dataset-fashion-mnist package.",
     "four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "

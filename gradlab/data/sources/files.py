@@ -25,14 +25,20 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
                         category=DeprecationWarning)
 
 
+# image path -> "LIST FILE, line N" for the images read from list files (named in decoding errors)
+LIST_LINES: dict[str, str] = {}
+
+
 def decode_image(path: str) -> torch.Tensor:
     """uint8 (3, H, W) RGB of a JPEG or PNG file (torchvision.io; grey and CMYK are converted to RGB)."""
     from torchvision.io import ImageReadMode, decode_image as _decode, read_file
 
     try:
         return _decode(read_file(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError) as exc:
-        raise DataError(f"cannot decode image {path} ({exc})") from None
+    except (RuntimeError, ValueError, OSError) as exc:
+        where = f" ({LIST_LINES[path]})" if path in LIST_LINES else ""
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"cannot decode image {path}{where}: {reason}; replace or remove the file") from None
 
 
 def resize_center_crop(image: torch.Tensor, resize: int, size: int) -> torch.Tensor:
@@ -90,6 +96,7 @@ def read_list(path: Path, num_classes: int | None = None, check_files: bool = Tr
                 raise DataError(f"{path}, line {number}: image {full} not found")
             paths.append(full)
             labels.append(value)
+            LIST_LINES[full] = f"{path}, line {number}"
     if not paths:
         raise DataError(f"list file {path} holds no '<image path> <label>' lines")
     return np.asarray(paths, dtype=object), np.asarray(labels, dtype=np.int64)

@@ -1,0 +1,121 @@
+"""Checks every entry point shares (CLI flags, YAML files, sweeps, the Python API, method arguments): numbers that
+fit, counts in range, folder arguments, setting names, and YAML read with limits. Each failure is one
+:class:`~gradlab.errors.ConfigError` line naming the setting and what is allowed."""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import yaml
+
+from gradlab.errors import ConfigError
+
+
+class LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with limits for files gradlab did not write: no duplicate keys, nesting at most
+    ``MAX_DEPTH`` deep, and at most ``MAX_VALUES`` values once aliases (*name) are expanded (an alias bomb,
+    nine aliases of nine aliases of ..., is a few lines that expand to millions of values)."""
+
+    MAX_DEPTH, MAX_VALUES = 64, 100_000
+
+    def compose_node(self, parent, index):
+        self._depth = getattr(self, "_depth", 0) + 1
+        if self._depth > self.MAX_DEPTH:
+            raise yaml.YAMLError(f"nested more than {self.MAX_DEPTH} levels deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node):
+        sizes: dict[int, int] = {}
+
+        def expanded(n) -> int:            # values under n with aliases expanded, each shared node counted once
+            if id(n) not in sizes:
+                children = (n.value if isinstance(n, yaml.SequenceNode) else
+                            [c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode) else [])
+                sizes[id(n)] = 1 + sum(expanded(c) for c in children)
+            return sizes[id(n)]
+        if expanded(node) > self.MAX_VALUES:
+            raise yaml.YAMLError(f"more than {self.MAX_VALUES} values once its aliases (*name) are expanded")
+        return super().construct_document(node)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.YAMLError(f"key {key!r} appears twice (line {key_node.start_mark.line + 1}); keep one")
+            seen.add(key) if isinstance(key, (str, int, float, bool)) else None
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str, source: str):
+    """YAML text as Python values, with :class:`LimitedLoader`'s limits; errors are one-line ConfigErrors."""
+    try:
+        return yaml.load(text, Loader=LimitedLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source} is not valid YAML: {one_line(err)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source} is not valid YAML: nested too deeply") from None
+
+
+def check_keys(values: dict, source: str) -> None:
+    """Setting names must be strings (YAML allows numbers, lists ... as keys)."""
+    bad = [key for key in values if not isinstance(key, str)]
+    if bad:
+        raise ConfigError(f"{source}: setting names must be text, got {short(bad[0])} ({type(bad[0]).__name__})")
+
+
+def check_folder(name: str, value: Any) -> None:
+    """A folder argument of the API: a non-empty path string or ``os.PathLike``."""
+    if not (isinstance(value, os.PathLike) or (isinstance(value, str) and value.strip())):
+        raise ConfigError(f"{name} must be a folder path (a non-empty string or Path), got {short(value)}")
+
+
+def one_line(err: Exception) -> str:
+    """A YAML error in one line (PyYAML's messages span several)."""
+    return " ".join(str(err).split())
+
+
+def check_choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {list(allowed)}, got {short(value)}")
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float that fits a float (NaN, infinities and 400-digit integers are rejected everywhere)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def non_finite(value: Any, where: str) -> tuple[str, float] | None:
+    """(place, value) of the first NaN, infinity or number too large for a float in a nested setting, or None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not is_number(value):
+        return where, value
+    if isinstance(value, dict):
+        return next((w for k, v in value.items() if (w := non_finite(v, f"{where}.{k}"))), None)
+    if isinstance(value, (list, tuple)):
+        return next((w for i, v in enumerate(value) if (w := non_finite(v, f"{where}[{i}]"))), None)
+    return None
+
+
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> None:
+    """An integer setting (epochs, workers, threads, ...) in [minimum, maximum]."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum or (maximum and value > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ConfigError(f"{name} must be an integer {allowed}, got {short(value)}")
+
+
+def short(value: Any) -> str:
+    """``repr`` cut to 60 characters (a 400-digit number stays one readable line)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+
+
+check_count = check_int          # the API's name for worker and thread counts
