@@ -233,8 +233,9 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
         folder.abandon()
         if folder.train_dir == out:
             raise
-        raise WriteError(err.errno, f"{err.strerror}; the earlier record in {str(out)!r} is kept",
-                         err.filename) from err
+        target = str(err.filename).replace(str(folder.train_dir), str(out), 1)   # the file the user knows
+        raise WriteError(err.errno, f"{err.strerror} (the new run is written beside {str(out)!r} until it "
+                         f"finishes); the earlier record in {str(out)!r} is kept", target) from err
     except BaseException:
         folder.abandon()
         raise

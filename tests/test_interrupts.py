@@ -200,6 +200,7 @@ def test_a_full_disk_during_an_overwrite_keeps_the_earlier_record(name, tmp_path
     err = capsys.readouterr().err
     assert code == 2 and "cannot write" in err and f"{name}'" in err and re.search(FREE, err), err
     assert err.rstrip().endswith(f"; the earlier record in {str(out)!r} is kept"), err
+    assert f"cannot write '{out}{os.sep}" in err and ".new-" not in err      # the file the user knows, not the temp
     assert "Traceback" not in err and len(_lines(err)) == 1, err
     assert _files(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert load_run(out).complete and not (out / ".lock").exists()
