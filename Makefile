@@ -24,6 +24,7 @@ data: $(STAMP)
 
 test: data
 	@bash scripts/get_chromium.sh
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 # The paper figures (2, 5, weight norms, 4) on Fashion-MNIST-LT over 3 seeds, the short CPU protocol, runs

@@ -16,8 +16,8 @@ import tempfile
 
 import numpy as np
 
-from gradlab.executor import run_many
-from gradlab.figures import figure_plan
+from gradlab.experiments.paper_figures import figure_plan
+from gradlab.runs.executor import run_many
 
 MODES = {"fp32": {"precision": "fp32", "channels_last": False}, "bf16+NHWC": {"precision": "bf16", "channels_last": True}}
 

@@ -5,7 +5,7 @@ mode over every image. Its speed depends on the batch size (a large batch spills
 the grad mode (``torch.inference_mode`` skips autograd's version counting; ``no_grad`` does not). This script
 times ResNet-32 forwards on CIFAR-sized images for each (batch size, mode), interleaved round by round in a
 rotating order, and prints img/s and the ratio to gradlab's CPU default (``device_data.EVAL_BATCH``, inference
-mode). As in a gradlab CPU run: NHWC layout and glibc told to keep freed memory (``gradlab.host_memory``;
+mode). As in a gradlab CPU run: NHWC layout and glibc told to keep freed memory (``gradlab.training.host_memory``;
 ``--keep-memory false`` leaves malloc's defaults, under which every large batch page-faults afresh).
 
     .venv/bin/python benchmarks/eval_batch.py                 # all cores
@@ -19,10 +19,10 @@ import time
 
 import torch
 
-from gradlab.cli_parser import _bool
+from gradlab.cli.parser import _bool
 from gradlab.data.device_data import EVAL_BATCH as EVAL_BATCHES
-from gradlab.host_memory import keep_freed_memory
 from gradlab.models.factory import IncrementalNet, build_backbone
+from gradlab.training.host_memory import keep_freed_memory
 
 EVAL_BATCH = EVAL_BATCHES["cpu"]
 

@@ -15,8 +15,8 @@ import warnings
 import torch
 from torch.fx.experimental.optimization import fuse
 
-from gradlab.host_memory import keep_freed_memory
 from gradlab.models.factory import build_backbone
+from gradlab.training.host_memory import keep_freed_memory
 
 
 def main() -> None:

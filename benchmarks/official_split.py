@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from gradlab.data.fake_trees import decode_fake_cifar, write_fake_cifar100
-from gradlab.data.scenario import Scenario
 from gradlab.data.sources import load_source
+from gradlab.scenario import Scenario
 
 SETTINGS = [("lt", 5, 20), ("ltio", 5, 20), ("lt", 50, 6), ("ltio", 50, 6), ("lt", 50, 11), ("ltio", 50, 11)]
 

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from gradlab.config import RunConfig
-from gradlab.data.scenario import Scenario
-from gradlab.divergence import DivergenceGuard
 from gradlab.methods import build_method
 from gradlab.probes import PROBES, ProbeLog, build_probes
-from gradlab.runner import build_context
-from gradlab.trainer import Trainer, freeze
+from gradlab.runs.runner import build_context
+from gradlab.scenario import Scenario
+from gradlab.training.divergence import DivergenceGuard
+from gradlab.training.trainer import Trainer, freeze
 
 
 class Stopwatch:

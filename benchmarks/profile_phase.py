@@ -18,7 +18,7 @@ import torch
 
 import gradlab
 from gradlab.data.fake_trees import write_fake_cifar100
-from gradlab.trainer import Callback
+from gradlab.training.trainer import Callback
 
 GROUPS = {   # self time of these aten operators, summed
     "convolutions forward": ("aten::mkldnn_convolution", "aten::convolution", "aten::_convolution", "aten::conv2d"),

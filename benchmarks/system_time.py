@@ -3,7 +3,7 @@
 Runs the same DGR run (Fashion-MNIST-LT, rho 100, head classes cut to ``--n-max``, 5 tasks, ResNet-32,
 batch 128, fp32, ``--epochs`` per phase) in fresh processes pinned to one core, interleaved over ``--rounds``,
 with the evaluation batch (test passes, herding features) at 512, 256 and 64, with glibc's malloc defaults
-and with freed memory kept in the process (:mod:`gradlab.host_memory`, what gradlab CPU runs do now). Prints
+and with freed memory kept in the process (:mod:`gradlab.training.host_memory`, what gradlab CPU runs do now). Prints
 per variant the median wall, user and system CPU seconds and minor page faults.
 
 A tensor above glibc's mmap threshold is mapped fresh and unmapped when freed, so every such allocation
@@ -39,8 +39,8 @@ def child(spec: dict) -> None:
     import torch
 
     import gradlab
-    from gradlab import runner
     from gradlab.data import device_data
+    from gradlab.runs import runner
 
     torch.set_num_threads(1)
     device_data.EVAL_BATCH["cpu"] = spec["eval_batch"]

@@ -54,7 +54,7 @@ def child_gradlab(spec: dict) -> dict:
     import torch
 
     import gradlab
-    from gradlab.trainer import Callback
+    from gradlab.training.trainer import Callback
 
     torch.set_num_threads(spec["cores"])
     timing = {"train_s": {}, "train_images": {}, "eval_s": 0.0, "eval_images": 0}

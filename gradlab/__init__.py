@@ -5,7 +5,7 @@ Public API (imported lazily so that ``import gradlab`` stays cheap):
 - :class:`RunConfig` - every setting of one run (``gradlab.config``);
 - :func:`run` - train one class-incremental run and write its record folder;
 - :func:`load_run` - read a record folder back (config, summary, tidy tables);
-- :class:`Scenario` - a long-tailed class-incremental scenario (``gradlab.data.scenario``);
+- :class:`Scenario` - a long-tailed class-incremental scenario (``gradlab.scenario``);
 - :func:`list_methods`, :func:`list_scenarios` - what can be run.
 """
 
@@ -13,12 +13,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "RunConfig": ("gradlab.config", "RunConfig"),
-    "ConfigError": ("gradlab.config", "ConfigError"),
-    "Scenario": ("gradlab.data.scenario", "Scenario"),
-    "run": ("gradlab.runner", "run"),
-    "load_run": ("gradlab.records", "load_run"),
+    "ConfigError": ("gradlab.errors", "ConfigError"),
+    "Scenario": ("gradlab.scenario", "Scenario"),
+    "run": ("gradlab.runs.runner", "run"),
+    "load_run": ("gradlab.runs.records", "load_run"),
     "list_methods": ("gradlab.methods", "list_methods"),
-    "list_scenarios": ("gradlab.data.scenario", "list_scenarios"),
+    "list_scenarios": ("gradlab.scenario", "list_scenarios"),
 }
 
 __all__ = sorted(_EXPORTS)

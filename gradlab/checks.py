@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -59,6 +60,19 @@ def load_yaml(text: str, source: str):
         raise ConfigError(f"{source} is not valid YAML: {one_line(err)}") from None
     except RecursionError:
         raise ConfigError(f"{source} is not valid YAML: nested too deeply") from None
+
+
+def read_yaml_file(path, what: str):
+    """The YAML values of the file at ``path`` (``what``: "config file", "sweep file"), or a one-line
+    ConfigError naming the file: missing, not UTF-8 text, or not valid YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text (byte {err.start}); save it as UTF-8 YAML") from None
+    return load_yaml(text, f"{what} {str(path)!r}")
 
 
 def check_keys(values: dict, source: str) -> None:
@@ -117,5 +131,3 @@ def short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
-
-check_count = check_int          # the API's name for worker and thread counts

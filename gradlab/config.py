@@ -13,12 +13,22 @@ from typing import Any
 
 import yaml
 
-# the checks and the errors are re-exported here: most of gradlab and its users import them from config
-from gradlab.checks import (LimitedLoader, check_choice, check_count, check_folder, check_int,  # noqa: F401
-                            check_keys, is_number, load_yaml, non_finite, short)
-from gradlab.data.profiles import ORDERS, PROFILES
+from gradlab.checks import (
+    check_choice,
+    check_int,
+    check_keys,
+    is_number,
+    non_finite,
+    read_yaml_file,
+    short,
+)
+from gradlab.data.holdout import HOLDOUTS
+from gradlab.data.profiles import ORDERS, PROFILES, task_sizes
 from gradlab.data.sources import SOURCE_INFO
-from gradlab.errors import ConfigError, GradlabError, SettingWarning  # noqa: F401
+from gradlab.errors import ConfigError, SettingWarning  # noqa: F401 - ConfigError: also importable from here
+from gradlab.methods import list_methods
+from gradlab.probes import PROBE_EVERY, PROBES
+from gradlab.training.schedules import SCHEDULES
 
 SCENARIOS = tuple(SOURCE_INFO)        # fashion_mnist, cifar100, imagenet_subset, food101, imagenet1k, digits, synthetic
 MODELS = ("auto", "resnet32", "resnet32_podnet", "resnet18", "small")
@@ -227,14 +237,7 @@ class RunConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, overrides: dict | None = None) -> "RunConfig":
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {err.start}); "
-                              "save it as UTF-8 YAML") from None
-        values = load_yaml(text, f"config file {str(path)!r}")
+        values = read_yaml_file(path, "config file")
         if values is None and not overrides:
             raise ConfigError(f"config file {str(path)!r} is empty; give at least a scenario, one of "
                               f"{list(SCENARIOS)}")
@@ -262,7 +265,6 @@ class RunConfig:
         check_choice("selection", self.selection, SELECTIONS)
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
-        from gradlab.methods import list_methods
 
         check_choice("method", self.method, tuple(list_methods()))
         if not isinstance(self.method_args, dict):
@@ -297,7 +299,6 @@ class RunConfig:
         if self.val_fraction is not None and not (is_number(self.val_fraction) and 0 <= self.val_fraction < 1):
             raise ConfigError(f"val_fraction must be in [0, 1) (or unset: the source's official hold-out), "
                               f"got {short(self.val_fraction)}")
-        from gradlab.data.holdout import HOLDOUTS
 
         check_choice("holdout", self.holdout, HOLDOUTS)
         for name in ("lr", "lr_factor"):
@@ -308,7 +309,6 @@ class RunConfig:
             if not (is_number(getattr(self, name)) and 0 <= getattr(self, name) <= MAX_FACTOR):
                 raise ConfigError(f"{name} must be a number in [0, {MAX_FACTOR:g}] (the optimizer computes in "
                                   f"float32), got {short(getattr(self, name))}")
-        from gradlab.schedules import SCHEDULES
 
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         check_int("lr_patience", self.lr_patience, 1, MAX_EPOCHS)
@@ -330,7 +330,6 @@ class RunConfig:
                 raise ConfigError(f"{name} must be true or false, got {short(getattr(self, name))}")
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
             raise ConfigError(f"channels_last must be true, false or null (auto: on for CPU runs), got {short(self.channels_last)}")
-        from gradlab.probes import PROBE_EVERY, PROBES
 
         if not isinstance(self.probes, (list, tuple)) or any(p not in PROBES for p in self.probes):
             raise ConfigError(f"probes must be a list drawn from {sorted(PROBES)}, got {short(self.probes)}")
@@ -341,7 +340,6 @@ class RunConfig:
     def _validate_split(self) -> None:
         """``split`` lfs / lfh set base and tasks: given values must agree (they are filled in when unset, so
         the saved config says what ran); ``tasks: 1`` holds every class in its one task."""
-        from gradlab.data.profiles import task_sizes
         num_classes = SOURCE_INFO[self.scenario].num_classes
         if self.split != "custom":
             base, tasks = self.split_base_tasks(num_classes)

@@ -19,7 +19,7 @@ def fake_cifar_root(tmp_path_factory):
 @pytest.fixture
 def no_training(monkeypatch):
     """Bad input must be refused before training: training that starts fails the test."""
-    from gradlab.trainer import Trainer
+    from gradlab.training.trainer import Trainer
 
     def refuse(self):
         raise AssertionError("training started although the input was bad")

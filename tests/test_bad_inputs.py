@@ -16,8 +16,8 @@ import pytest
 
 import gradlab
 from gradlab.cli import main
-from gradlab.config import ConfigError
-from gradlab.records import RunFolderWarning, load_run
+from gradlab.errors import ConfigError, RunFolderWarning
+from gradlab.runs.records import load_run
 
 DIGITS = ["run", "--scenario", "digits", "--tasks", "3", "--epochs", "1", "--quiet"]
 

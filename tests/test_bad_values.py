@@ -13,13 +13,11 @@ import pandas as pd
 import pytest
 
 import gradlab
+from gradlab.checks import load_yaml
 from gradlab.cli import main
-from gradlab.config import ConfigError, RunConfig, load_yaml
-from gradlab.data.scenario import Scenario
-from gradlab.data.sources import DataError
-from gradlab.errors import GradlabError
-from gradlab.records import RunFolderWarning
-from gradlab.runfolder import RunFolderError
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError, DataError, GradlabError, RunFolderError, RunFolderWarning
+from gradlab.scenario import Scenario
 
 HUGE = "1" + "0" * 400                                   # a 401-digit integer: no float holds it
 DIGITS = ["run", "--scenario", "digits", "--tasks", "2", "--epochs", "1", "--quiet"]
@@ -85,18 +83,18 @@ def test_resources_and_workers_are_checked(tmp_path, cli, no_training):
         code, err = cli(["sweep", str(sweep), "--out", str(tmp_path / "o"), "--backend", "local", *flags])
         assert code == 2 and names in err, (flags, err)
     assert not (tmp_path / "o").exists()
-    from gradlab.sweep import run_sweep
+    from gradlab.experiments.sweep import run_sweep
 
     with pytest.raises(ConfigError, match="workers"):
         run_sweep(sweep, tmp_path / "o", backend="local", workers=0)
 
 
 API_CASES = [
-    (lambda t: gradlab.compare.compare(["finetune"], out=t / "c", workers=-1, scenario="digits"), "workers"),
-    (lambda t: gradlab.compare.compare(["finetune"], out=t / "c", workers="two", scenario="digits"), "workers"),
-    (lambda t: gradlab.compare.compare(["finetune"], out=t / "c", cache_dir=123, scenario="digits"), "cache_dir"),
-    (lambda t: gradlab.compare.compare(["finetune"], out=None, scenario="digits"), "out"),
-    (lambda t: gradlab.executor.run_many({"a": 1}, t / "c"), "configs"),
+    (lambda t: gradlab.experiments.compare.compare(["finetune"], out=t / "c", workers=-1, scenario="digits"), "workers"),
+    (lambda t: gradlab.experiments.compare.compare(["finetune"], out=t / "c", workers="two", scenario="digits"), "workers"),
+    (lambda t: gradlab.experiments.compare.compare(["finetune"], out=t / "c", cache_dir=123, scenario="digits"), "cache_dir"),
+    (lambda t: gradlab.experiments.compare.compare(["finetune"], out=None, scenario="digits"), "out"),
+    (lambda t: gradlab.runs.executor.run_many({"a": 1}, t / "c"), "configs"),
     (lambda t: Scenario("digits"), "source must be a loaded Source"),
     (lambda t: Scenario(None), "source must be a loaded Source"),
     (lambda t: Scenario.from_config(5), "cfg must be a RunConfig"),
@@ -109,8 +107,8 @@ API_CASES = [
 
 @pytest.mark.parametrize("call, names", API_CASES, ids=[n for _, n in API_CASES])
 def test_the_api_raises_its_own_one_line_errors(call, names, tmp_path, no_training):
-    import gradlab.compare  # noqa: F401
-    import gradlab.executor  # noqa: F401
+    import gradlab.experiments.compare  # noqa: F401
+    import gradlab.runs.executor  # noqa: F401
 
     with pytest.raises(GradlabError) as err:
         call(tmp_path)
@@ -118,7 +116,7 @@ def test_the_api_raises_its_own_one_line_errors(call, names, tmp_path, no_traini
 
 
 def test_one_base_error_and_a_scenario_from_a_mapping():
-    from gradlab.divergence import RunDiverged
+    from gradlab.errors import RunDiverged
 
     assert all(issubclass(cls, GradlabError) for cls in (ConfigError, DataError, RunFolderError, RunDiverged))
     scenario = Scenario.from_config({"scenario": "digits", "tasks": 2})

@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 
 import gradlab
-from gradlab.config import ConfigError, RunConfig
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError
 from gradlab.methods import build_method
 from gradlab.methods.eeil import PAPER_ARGS
 from gradlab.methods.stages import class_balanced_indices, train_stage
-from gradlab.runner import build_trainer
+from gradlab.runs.runner import build_trainer
 
 # fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32, memory=10, progress=False,

@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 
 import gradlab
-from gradlab.config import ConfigError, RunConfig
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError
 from gradlab.methods import METHODS, build_method, list_methods, method_options
-from gradlab.methods.lws import ClassAwareSampler, STAGE2_DEFAULTS, stage2_lr_lambdas, two_stage
+from gradlab.methods.lws import STAGE2_DEFAULTS, ClassAwareSampler, stage2_lr_lambdas, two_stage
 from gradlab.methods.podnet import nca_loss
-from gradlab.methods.sir import (chronological_attenuation, class_similarity, frequency_offsets, sir_logits)
+from gradlab.methods.sir import chronological_attenuation, class_similarity, frequency_offsets, sir_logits
 from gradlab.methods.stages import train_stage
-from gradlab.runner import build_trainer
+from gradlab.runs.runner import build_trainer
 
 # fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32, memory=10, progress=False,

@@ -13,7 +13,7 @@ import torch
 import gradlab
 from gradlab.cli import main
 from gradlab.config import RunConfig
-from gradlab.executor import run_key
+from gradlab.runs.executor import run_key
 
 SETTINGS = dict(scenario="digits", tasks=2, epochs=1, max_per_class=20, imbalance=10, memory=5, progress=False)
 ARGS = ["run", "--scenario", "digits", "--tasks", "2", "--epochs", "1", "--max-per-class", "20", "--imbalance", "10",
@@ -75,7 +75,7 @@ def test_another_runs_checkpoint_is_refused(interrupted, tmp_path, capsys):
 
 
 def test_the_settings_hash_is_run_keys():
-    from gradlab.resume import settings_hash
+    from gradlab.runs.checkpoints import settings_hash
 
     cfg = RunConfig(**SETTINGS)
     assert run_key(cfg) == f"{cfg.method}-{settings_hash(cfg)}" and len(settings_hash(cfg)) == 12

@@ -4,8 +4,8 @@ import pytest
 
 import gradlab
 from gradlab.cli import main
-from gradlab.compare import COLUMNS, compare, comparison_configs
-from gradlab.config import ConfigError
+from gradlab.errors import ConfigError
+from gradlab.experiments.compare import COLUMNS, compare, comparison_configs
 
 SMALL = dict(scenario="digits", tasks=3, imbalance=10, epochs=2, batch_size=32, memory=5, checkpoints=False)
 
@@ -62,7 +62,7 @@ def test_cli_compare(tmp_path, capsys):
 
 
 def test_all_expands_to_every_registered_method_with_dgr_last():
-    from gradlab.compare import expand_methods
+    from gradlab.experiments.compare import expand_methods
     from gradlab.methods import METHODS
 
     every = expand_methods(["all"])

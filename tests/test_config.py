@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from gradlab.cli import main
-from gradlab.config import ConfigError, RunConfig
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError
 
 
 def run_cli(capsys, *args):

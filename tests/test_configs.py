@@ -8,8 +8,8 @@ import pytest
 
 from gradlab.config import RunConfig
 from gradlab.data.fake_trees import write_fake_food101, write_fake_ilsvrc
-from gradlab.reproduce import config_rows, reproduce_table, table_in
-from gradlab.runner import build_trainer
+from gradlab.experiments.reproduce import config_rows, reproduce_table, table_in
+from gradlab.runs.runner import build_trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = {row["name"]: row for row in config_rows(ROOT / "configs")}

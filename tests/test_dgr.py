@@ -7,12 +7,13 @@ import torch
 import torch.nn.functional as F
 
 import gradlab
-from gradlab.config import ConfigError, RunConfig
-from gradlab.data.scenario import Scenario
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError
 from gradlab.methods import build_method
 from gradlab.methods.distillation import dakd, logit_kd
-from gradlab.runner import build_context
-from gradlab.trainer import Trainer, freeze
+from gradlab.runs.runner import build_context
+from gradlab.scenario import Scenario
+from gradlab.training.trainer import Trainer, freeze
 
 
 def phase_one_context(method_name="dgr", **method_args):

@@ -8,7 +8,7 @@ import torch
 
 import gradlab
 from gradlab.cli import main
-from gradlab.figures import figure_configs
+from gradlab.experiments.paper_figures import figure_configs
 from gradlab.methods import list_methods
 
 TINY = ["run", "--scenario", "digits", "--tasks", "2", "--max-per-class", "20", "--imbalance", "10",

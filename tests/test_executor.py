@@ -4,7 +4,7 @@ import pytest
 
 from gradlab.config import RunConfig
 from gradlab.data.sources.fashion_mnist import FILES
-from gradlab.executor import cached_record, run_key, run_many
+from gradlab.runs.executor import cached_record, run_key, run_many
 
 TINY = dict(scenario="digits", tasks=2, imbalance=10, epochs=1, batch_size=32, memory=5, checkpoints=False,
             progress=False, method="ce")

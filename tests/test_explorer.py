@@ -7,12 +7,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from test_notebooks import PLOTLY, PNG, WIDGET, is_png, notebook_client
+
 
 # ---------------------------------------------------------------------- the explorer, without a browser
 def test_explorer_controls_map_to_a_config(tmp_path):
-    from gradlab.widgets import config_from_controls, explorer
+    from gradlab.notebook.explorer import config_from_controls, explorer
 
     ex = explorer(scenario="digits", method="ce", tasks=3, epochs=1, imbalance=20, batch_size=16,
                   out_root=tmp_path / "x")
@@ -31,7 +31,7 @@ def test_explorer_controls_map_to_a_config(tmp_path):
 
 
 def test_explorer_shows_errors_in_the_status_line(tmp_path):
-    from gradlab.widgets import explorer
+    from gradlab.notebook.explorer import explorer
 
     ex = explorer(scenario="digits", tasks=3, base=9, epochs=1, out_root=tmp_path)  # 9 base + 2 tasks > 10
     assert ex.run() is None
@@ -41,7 +41,7 @@ def test_explorer_shows_errors_in_the_status_line(tmp_path):
 
 
 def test_explorer_runs_and_draws(tmp_path):
-    from gradlab.widgets import explorer
+    from gradlab.notebook.explorer import explorer
 
     ex = explorer(scenario="digits", method="dgr", tasks=2, epochs=1, memory=5, batch_size=32,
                   device="cpu", out_root=tmp_path)
@@ -62,8 +62,8 @@ def test_explorer_draws_all_panels_for_every_head(method, tmp_path):
     """Cosine (LUCIR) and LSC (PODNet, SIR) heads have no bias, and SIR classifies with NCA, not CE (PODNet with
     CE, as LT-CIL ran it): the explorer still draws all three panels, Figure 2 on the method's own classification
     loss."""
-    from gradlab.plots import tables
-    from gradlab.widgets import explorer
+    from gradlab.analysis import tables
+    from gradlab.notebook.explorer import explorer
 
     ex = explorer(scenario="digits", method=method, tasks=2, epochs=1, memory=5, batch_size=32, device="cpu",
                   out_root=tmp_path)
@@ -80,7 +80,7 @@ def test_explorer_draws_all_panels_for_every_head(method, tmp_path):
 
 # ---------------------------------------------------------------------- the new explorer controls
 def test_explorer_defaults_to_fashion_mnist_and_keeps_digits(tmp_path):
-    from gradlab.widgets import explorer
+    from gradlab.notebook.explorer import explorer
 
     ex = explorer(out_root=tmp_path)
     assert ex.controls["scenario"].value == "fashion_mnist"
@@ -94,7 +94,7 @@ def test_explorer_defaults_to_fashion_mnist_and_keeps_digits(tmp_path):
 
 def test_explorer_seed_max_per_class_and_method_args(tmp_path):
     from gradlab.config import RunConfig
-    from gradlab.widgets import config_from_controls, explorer, run_name
+    from gradlab.notebook.explorer import config_from_controls, explorer, run_name
 
     ex = explorer(scenario="digits", method="dgr", seed=3, max_per_class=50, method_args="distillation=kd, eta=0.5",
                   out_root=tmp_path)
@@ -118,8 +118,8 @@ def test_explorer_seed_max_per_class_and_method_args(tmp_path):
 
 
 def test_parse_method_args():
-    from gradlab import ConfigError
-    from gradlab.widgets import format_method_args, parse_method_args
+    from gradlab.errors import ConfigError
+    from gradlab.notebook.explorer import format_method_args, parse_method_args
 
     assert parse_method_args("") == parse_method_args("  ") == parse_method_args(None) == {}
     assert parse_method_args("a=1 b=true, c=[1, 2],d='x y'  e=kd") == \
@@ -144,7 +144,7 @@ def test_parse_method_args():
     ("eta=[1,", ["method_args", "YAML"]),
 ])
 def test_explorer_bad_method_args_show_one_line_in_the_status(text, words, tmp_path):
-    from gradlab.widgets import explorer
+    from gradlab.notebook.explorer import explorer
 
     ex = explorer(scenario="digits", method="dgr", tasks=2, epochs=1, method_args=text, out_root=tmp_path)
     assert ex.run() is None
@@ -155,8 +155,8 @@ def test_explorer_bad_method_args_show_one_line_in_the_status(text, words, tmp_p
 
 
 def test_explorer_bad_seed_or_cap_name_the_field(tmp_path):
-    from gradlab import ConfigError
-    from gradlab.widgets import config_from_controls, explorer
+    from gradlab.errors import ConfigError
+    from gradlab.notebook.explorer import config_from_controls, explorer
 
     ex = explorer(scenario="digits", out_root=tmp_path)
     with pytest.raises(ConfigError, match="seed"):
@@ -170,7 +170,7 @@ def test_explorer_bad_seed_or_cap_name_the_field(tmp_path):
 def test_explorer_run_uses_seed_cap_and_args_and_titles_the_method(tmp_path):
     """A DGR run: the settings reach the run, and every figure, interactive and static, names DGR (the static
     gradient panel used to say "under CE" whatever the method)."""
-    from gradlab.widgets import explorer
+    from gradlab.notebook.explorer import explorer
 
     ex = explorer(scenario="digits", method="dgr", tasks=2, epochs=1, memory=5, batch_size=32, device="cpu",
                   seed=2, max_per_class=60, imbalance=10, method_args="distillation=kd", out_root=tmp_path)
@@ -198,7 +198,7 @@ def test_explorer_keeps_its_last_result_as_cell_outputs(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(
-                    "from gradlab.widgets import explorer\n"
+                    "from gradlab.notebook.explorer import explorer\n"
                     "ex = explorer(scenario='digits', method='ce', tasks=2, epochs=1, memory=5, device='cpu', "
                     "out_root='runs/explorer')\nex"),
                 nbformat.v4.new_code_cell("ex.controls['method'].value = 'dgr'\nex.run()\nprint(ex.error)")]

@@ -11,9 +11,10 @@ import pytest
 
 from gradlab.config import RunConfig
 from gradlab.data.profiles import long_tail_counts
-from gradlab.data.scenario import Scenario
-from gradlab.data.sources import DataError, check_source, fashion_mnist, load_source
+from gradlab.data.sources import check_source, fashion_mnist, load_source
 from gradlab.data.sources.fashion_mnist import FILES, IMAGE_MAGIC, LABEL_MAGIC, read_idx
+from gradlab.errors import DataError
+from gradlab.scenario import Scenario
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 40, 6
 

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 import gradlab
-from gradlab.divergence import DivergenceGuard, RunDiverged
-from gradlab.records import RunFolderWarning, load_run
-from gradlab.runfolder import RunFolder, RunFolderError, RunLock, lock_holder
+from gradlab.errors import RunDiverged, RunFolderError, RunFolderWarning
+from gradlab.runs.folder import RunFolder, RunLock, lock_holder
+from gradlab.runs.records import load_run
+from gradlab.training.divergence import DivergenceGuard
 
 DIGITS = ["--scenario", "digits", "--tasks", "3", "--quiet", "--probes", ""]
 

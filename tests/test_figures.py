@@ -3,11 +3,11 @@ import pandas as pd
 import pytest
 
 import gradlab
-from gradlab import verdicts
+from gradlab.analysis import verdicts
 from gradlab.cli import main
-from gradlab.config import ConfigError
-from gradlab.data.sources import DataError, fashion_mnist
-from gradlab.figures import FIGURES, cached_run, figure_configs, figure_plan, make_figures, run_key
+from gradlab.data.sources import fashion_mnist
+from gradlab.errors import ConfigError, DataError
+from gradlab.experiments.paper_figures import FIGURES, cached_run, figure_configs, figure_plan, make_figures, run_key
 
 TINY = dict(scenario="digits", epochs=1, batch_size=32, max_per_class=100)
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from gradlab.cli import build_parser, main
-from gradlab.config import QUICK_START, ConfigError, RunConfig, SettingWarning
-from gradlab.data.scenario import Scenario
-from gradlab.estimate import confirm_start, duration, estimate_seconds, train_images
-from gradlab.executor import available_cores
+from gradlab.config import QUICK_START, RunConfig
+from gradlab.errors import ConfigError, SettingWarning
+from gradlab.runs.estimate import confirm_start, duration, estimate_seconds, train_images
+from gradlab.runs.executor import available_cores
+from gradlab.scenario import Scenario
 
 TINY = ["--scenario", "digits", "--tasks", "2", "--epochs", "1", "--max-per-class", "20", "--imbalance", "10",
         "--memory", "5", "--quiet"]
@@ -79,8 +80,7 @@ def test_run_prints_its_recipe_percentages_and_where_its_record_is(tmp_path, cap
 
 # ---------------------------------------------------------------------------------------- workers
 def test_compare_runs_one_per_core_and_keeps_loader_workers_a_run_setting(tmp_path, monkeypatch):
-    import gradlab.executor
-    import gradlab.figures  # noqa: F401 - imported before the patch, so it keeps the real run_many
+    import gradlab.experiments.compare
 
     seen = {}
 
@@ -91,7 +91,7 @@ def test_compare_runs_one_per_core_and_keeps_loader_workers_a_run_setting(tmp_pa
         seen["workers"], seen["configs"] = workers, configs
         raise Stop            # before anything trains
 
-    monkeypatch.setattr(gradlab.executor, "run_many", fake_run_many)
+    monkeypatch.setattr(gradlab.experiments.compare, "run_many", fake_run_many)
     with pytest.raises(Stop):
         main(["compare", "--methods", "finetune,dgr", *TINY, "--out", str(tmp_path / "c"), "--loader-workers", "3"])
     assert seen["workers"] is None                                   # run_many picks one per core
@@ -155,7 +155,7 @@ def test_figures_say_protocol_runs_and_time_first_and_write_under_runs(tmp_path,
     ns = build_parser().parse_args(["figures"])
     assert ns.out == "runs/figures" and ns.yes is False
     assert build_parser().parse_args(["sweep", "s.yaml"]).out is None
-    from gradlab.sweep import default_sweep_out
+    from gradlab.experiments.sweep import default_sweep_out
 
     assert default_sweep_out("sweeps/fig5_five_seeds.yaml") == Path("runs/sweeps/fig5_five_seeds")
     monkeypatch.chdir(tmp_path)

@@ -2,7 +2,7 @@
 looks finished, and an earlier record (``--overwrite``) byte-identical.
 
 Ctrl-C is a real SIGINT to ``python -m gradlab.cli``; a full disk is fault injection in the writers that
-``gradlab.records`` uses (so it runs anywhere, without mounting a small file system).
+``gradlab.runs.records`` uses (so it runs anywhere, without mounting a small file system).
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ import pytest
 import torch
 
 import gradlab
-from gradlab import trainer as trainer_module
 from gradlab.cli import main
-from gradlab.records import load_run
+from gradlab.runs.records import load_run
+from gradlab.training import trainer as trainer_module
 
 DIGITS = ["--scenario", "digits", "--tasks", "3", "--quiet", "--probes", ""]
 FREE = r"\(\d+(\.\d)? (bytes|KiB|MiB|GiB) free there\)"

@@ -1,15 +1,16 @@
 """ImageNetSubset-LT, ImageNet-1k and Food101-LT on format-exact fake trees: subsets, counts, orders, lists."""
 import numpy as np
 import pytest
+from test_profiles import ICARL_ORDER
 
 from gradlab.cli import main
 from gradlab.config import RunConfig
 from gradlab.data.fake_trees import food101_class_names, write_fake_food101, write_fake_ilsvrc
 from gradlab.data.profiles import long_tail_counts
-from gradlab.data.scenario import Scenario
-from gradlab.data.sources import DataError, Source, load_source
+from gradlab.data.sources import Source, load_source
 from gradlab.data.sources.files import FileImageSet, read_list
-from test_profiles import ICARL_ORDER
+from gradlab.errors import DataError
+from gradlab.scenario import Scenario
 
 # LT-CIL's ImageNetSubset list (label 0..99 -> wnid), as positions in the sorted 1 000 ILSVRC-2012 wnids
 SUBSET_POSITIONS = [54, 7, 894, 512, 126, 337, 988, 11, 284, 493, 133, 783, 192, 979, 622, 215, 240, 548, 238, 419,

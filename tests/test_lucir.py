@@ -10,14 +10,15 @@ import torch
 import torch.nn.functional as F
 
 import gradlab
-from gradlab.classifier_gradients import step_row_gradients
-from gradlab.config import ConfigError, RunConfig
-from gradlab.data.scenario import Scenario
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError
 from gradlab.methods import build_method
 from gradlab.methods.lucir import less_forget_weight, margin_ranking_loss
 from gradlab.models.heads import CosineHead
-from gradlab.runner import build_context
-from gradlab.trainer import Callback, Trainer
+from gradlab.runs.runner import build_context
+from gradlab.scenario import Scenario
+from gradlab.training.row_gradients import step_row_gradients
+from gradlab.training.trainer import Callback, Trainer
 
 # fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=1, batch_size=32, memory=10, progress=False,

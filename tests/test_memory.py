@@ -1,10 +1,10 @@
-"""Checks of gradlab.memory: herding by hand, budgets, reproducibility, state round trip."""
+"""Checks of gradlab.training.exemplars: herding by hand, budgets, reproducibility, state round trip."""
 
 import numpy as np
 import pytest
 import torch
 
-from gradlab.memory import ExemplarMemory, herding_order
+from gradlab.training.exemplars import ExemplarMemory, herding_order
 
 # Five 2-D features; after L2 normalisation they are
 #   f0 = (1, 0), f1 = (0, 1), f2 = (0.6, 0.8), f3 = (0.8, 0.6), f4 = (-1, 0)

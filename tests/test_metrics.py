@@ -1,11 +1,11 @@
-"""Hand-worked checks of gradlab.metrics (every expected number derived in comments)."""
+"""Hand-worked checks of gradlab.analysis.metrics (every expected number derived in comments)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from gradlab import metrics
+from gradlab.analysis import metrics
 
 nan = np.nan
 

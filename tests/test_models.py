@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from gradlab.config import ConfigError, RunConfig
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError
 from gradlab.models.factory import BACKBONES, IncrementalNet, build_backbone
 from gradlab.models.heads import IncrementalLinear
 from gradlab.models.resnet_cifar import ResNetCifar, ZeroPadShortcut, resnet32, resnet32_podnet

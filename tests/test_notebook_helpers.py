@@ -10,7 +10,8 @@ def test_static_copy_draws_the_same_data():
     """notebook.to_matplotlib: every bar, point and heatmap cell of the plotly figure, on the facet it sits in."""
     import plotly.express as px
 
-    from gradlab.plots import interactive, notebook
+    from gradlab.notebook import helpers as notebook
+    from gradlab.plots import interactive
 
     frame = pd.DataFrame({"phase": [0, 0, 1, 1, 1], "class": [0, 1, 0, 1, 2], "images": [5, 3, 2, 2, 7],
                           "role": ["new", "new", "old", "old", "new"]})
@@ -40,7 +41,7 @@ def test_static_copy_draws_the_same_data():
 
 def test_findings_say_what_the_numbers_say():
     """The generators on made-up tables where the paper's claims fail: the text must say so."""
-    from gradlab.plots import notebook
+    from gradlab.notebook import helpers as notebook
 
     rows = []
     forgetting = {"none": 0.30, "KD": 0.10, "feature": 0.20, "DAKD": 0.15}   # DAKD forgets more than KD

@@ -312,8 +312,8 @@ def test_explorer_notebook_keeps_its_figures_as_cell_outputs(executed):
 def fig_records(name: str, folder: Path, seeds) -> dict:
     """{seed: {label: RunRecord}} of figure ``name`` with the TINY settings, from the notebook's cache
     (every run must be there: the notebook made it)."""
-    from gradlab.executor import cached_record
-    from gradlab.figures import figure_plan
+    from gradlab.experiments.paper_figures import figure_plan
+    from gradlab.runs.executor import cached_record
 
     tiny = FIGURE_TINY
     plan = figure_plan(name, tiny["quick"], tiny["scenario"], tiny["device"], seeds=seeds, **tiny["overrides"])
@@ -340,8 +340,7 @@ def one(pattern: str, texts: list[str]):
 
 def test_02_statements_match_its_numbers(executed):
     """Notebook 02 names the variant that forgot least, DAKD against KD and the verdict: all as the runs say."""
-    from gradlab import verdicts
-    from gradlab.plots import tables
+    from gradlab.analysis import tables, verdicts
 
     nb, folder = executed("02_imbalanced_forgetting.ipynb")
     by_seed = fig_records("fig5", folder, FIGURE_TINY["seeds"])
@@ -376,8 +375,7 @@ def test_02_statements_match_its_numbers(executed):
 def test_03_statements_match_its_numbers(executed):
     """Notebook 03 says whether CE's newest rows are larger or smaller, and which method is most level, as
     the runs say (the old notebook claimed growth next to a ratio of 0.89)."""
-    from gradlab import verdicts
-    from gradlab.plots import tables
+    from gradlab.analysis import tables, verdicts
 
     nb, folder = executed("03_classifier_bias.ipynb")
     by_seed = fig_records("weight_norms", folder, FIGURE_TINY["seeds"])

@@ -8,7 +8,9 @@ import pytest
 from matplotlib.figure import Figure
 
 import gradlab
-from gradlab.plots import figures, interactive, palette, paper, tables
+from gradlab.analysis import tables
+from gradlab.plots import curves as figures
+from gradlab.plots import interactive, palette, paper
 from gradlab.plots.static import to_matplotlib
 
 METHODS = ("ce", "dgr")

@@ -9,15 +9,22 @@ import torch
 import torch.nn.functional as F
 
 import gradlab
-from gradlab.config import ConfigError, RunConfig
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError
 from gradlab.methods import build_method, list_methods, method_options
-from gradlab.methods.podnet import (PODNetModel, distillation_factor, drop_last_relu, lt_cil_nca_loss, nca_loss,
-                                    pod_spatial)
+from gradlab.methods.podnet import (
+    PODNetModel,
+    distillation_factor,
+    drop_last_relu,
+    lt_cil_nca_loss,
+    nca_loss,
+    pod_spatial,
+)
 from gradlab.models.factory import build_backbone
-from gradlab.classifier_gradients import row_gradients
 from gradlab.models.lsc import LocalSimilarityClassifier
 from gradlab.models.resnet_cifar import ResNetCifar, ZeroPadShortcut
-from gradlab.runner import build_trainer
+from gradlab.runs.runner import build_trainer
+from gradlab.training.row_gradients import row_gradients
 
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=3, batch_size=32, memory=10, progress=False,
                 checkpoints=False)

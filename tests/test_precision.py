@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import gradlab
-from gradlab import runner
 from gradlab.cli import build_parser
-from gradlab.config import ConfigError, RunConfig
-from gradlab.executor import run_many
-from gradlab.runfolder import RunFolderError
-from gradlab.runner import build_trainer, has_native_bf16, run_precision
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError, RunFolderError
+from gradlab.runs import runner
+from gradlab.runs.executor import run_many
+from gradlab.runs.runner import build_trainer, has_native_bf16, run_precision
 
 DIGITS = dict(scenario="digits", tasks=2, imbalance=10, epochs=1, batch_size=32, memory=5, progress=False,
               method="ce")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gradlab.cli import _method_args, _run_config, build_parser
+from gradlab.cli.commands import _method_args, _run_config, build_parser
 from gradlab.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,9 +36,9 @@ def make_targets() -> set[str]:
 
 def check_gradlab(args: list[str]) -> None:
     """Parse with gradlab's own parser; files it names exist; the settings validate."""
-    from gradlab.compare import comparison_configs
-    from gradlab.figures import FIGURES
-    from gradlab.sweep import load_sweep
+    from gradlab.experiments.compare import comparison_configs
+    from gradlab.experiments.paper_figures import FIGURES
+    from gradlab.experiments.sweep import load_sweep
 
     try:
         ns = build_parser().parse_args(args)
@@ -77,8 +77,13 @@ def test_printed_command_runs_as_printed(page, line, monkeypatch):
     elif program == ".venv/bin/python":
         if args[0] == "-c":
             compile(args[1], "<command>", "exec")
+        elif args[:2] == ["-m", "pytest"]:
+            tests = [a for a in args[2:] if not a.startswith("-")]
+            assert all((ROOT / a.split("::")[0]).exists() for a in tests), f"{page}: names a missing test: {line}"
         else:
             assert (ROOT / args[0]).is_file(), f"{page}: names a missing script: {line}"
+    elif program == ".venv/bin/lint-imports":
+        assert (ROOT / program).is_file() and "lint-imports" in (ROOT / "Makefile").read_text(), line
     elif program == ".venv/bin/jupyter":
         assert args[0] == "lab" and all((ROOT / a).exists() for a in args[1:]), line
     else:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import gradlab
-from gradlab.config import ConfigError
-from gradlab.records import load_run
+from gradlab.errors import ConfigError
+from gradlab.runs.records import load_run
 
 ARGS = ["--scenario", "digits", "--tasks", "3", "--epochs", "12", "--checkpoint-every", "2", "--seed", "5",
         "--quiet", "--probes", "gradients,weights,accuracy"]

@@ -8,7 +8,7 @@ import torch
 
 import gradlab
 from gradlab.cli import main
-from gradlab.trainer import Callback
+from gradlab.training.trainer import Callback
 
 DIGITS = dict(scenario="digits", tasks=3, imbalance=10, epochs=6, batch_size=32, memory=10, progress=False)
 SYNTH = dict(scenario="synthetic", base=10, tasks=3, imbalance=10, max_per_class=100, model="small", epochs=6,
@@ -20,7 +20,7 @@ class EventLog(Callback):
         self.events = []
 
     def __getattribute__(self, name):
-        if name in gradlab.trainer.EVENTS:
+        if name in gradlab.training.trainer.EVENTS:
             return lambda ctx: self.events.append((name, ctx.phase))
         return object.__getattribute__(self, name)
 

@@ -1,12 +1,12 @@
 """CIFAR-100-LT scenarios on the fake pickle: counts, which images, orders, task splits, hold-out."""
 import numpy as np
 import pytest
+from test_profiles import CIFAR100_LT, CIFAR100_LT_AFTER_VAL, ICARL_ORDER
 
 from gradlab.config import RunConfig
 from gradlab.data.fake_trees import decode_fake_cifar
-from gradlab.data.scenario import Scenario, list_scenarios
 from gradlab.data.sources import load_source
-from test_profiles import CIFAR100_LT, CIFAR100_LT_AFTER_VAL, ICARL_ORDER
+from gradlab.scenario import Scenario, list_scenarios
 
 ICARL_ORDER_ARRAY = np.array(ICARL_ORDER)
 

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 import gradlab
-from gradlab.config import ConfigError, RunConfig
-from gradlab.runner import build_trainer
-from gradlab.schedules import PatienceSchedule, StepSchedule
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError
+from gradlab.runs.runner import build_trainer
+from gradlab.training.schedules import PatienceSchedule, StepSchedule
 
 DIGITS = dict(scenario="digits", tasks=3, imbalance=10, batch_size=32, memory=5, method="icarl", progress=False,
               checkpoints=False, probes=[])

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from gradlab.cli import build_parser
-from gradlab.data.sources import DataError, check_source, fashion_mnist
-from gradlab.records import summarize
-from gradlab.sweep import expand_sweep, sweep_markdown, sweep_table
+from gradlab.data.sources import check_source, fashion_mnist
+from gradlab.errors import DataError
+from gradlab.experiments.sweep import expand_sweep, sweep_markdown, sweep_table
+from gradlab.runs.records import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"scenario": "digits", "tasks": 2, "epochs": 1, "max_per_class": 20, "imbalance": 10, "memory": 5,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from gradlab.data import sources
-from gradlab.data.sources import (SOURCE_INFO, ArrayImageSet, DataError, Source, check_source,
-                                  load_source)
+from gradlab.data.sources import SOURCE_INFO, ArrayImageSet, Source, check_source, load_source
+from gradlab.errors import DataError
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import gradlab
-from gradlab import executor
 from gradlab.cli import build_parser
-from gradlab.config import ConfigError, RunConfig, SettingWarning
-from gradlab.runner import uses_channels_last
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError, SettingWarning
+from gradlab.runs import executor
+from gradlab.runs.runner import uses_channels_last
 
 DIGITS = dict(scenario="digits", tasks=2, imbalance=10, epochs=1, batch_size=32, memory=5, checkpoints=False,
               progress=False, method="ce")
@@ -88,7 +89,8 @@ def test_benchmark_refuses_a_folder_that_is_not_the_official_checkout(tmp_path):
 
 
 def test_cpu_runs_keep_freed_memory_and_the_setting_takes(tmp_path, monkeypatch):
-    from gradlab import host_memory, runner
+    from gradlab.runs import runner
+    from gradlab.training import host_memory
 
     calls = []
     monkeypatch.setattr(runner, "keep_freed_memory", lambda: calls.append(1) or True)

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from gradlab.config import ConfigError
-from gradlab.runfolder import lock_holder
-from gradlab.plots.figures import accuracy_curves
-from gradlab.sweep import expand_sweep, seed_curves, sweep_records
+from gradlab.errors import ConfigError
+from gradlab.experiments.sweep import expand_sweep, seed_curves, sweep_records
+from gradlab.plots.curves import accuracy_curves
+from gradlab.runs.folder import lock_holder
 
 SWEEP = """\
 base: {scenario: digits, tasks: 3, epochs: 40, probes: []}
@@ -115,7 +115,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_readme_sweep_example_is_the_file_and_figure_5s_protocol_over_5_seeds():
-    from gradlab.figures import figure_plan
+    from gradlab.experiments.paper_figures import figure_plan
 
     readme = (ROOT / "docs" / "guide" / "runs.md").read_text()
     example = (ROOT / "sweeps" / "fig5_five_seeds.yaml").read_text()
@@ -146,7 +146,7 @@ def test_readme_resume_commands_run_as_printed(tmp_path, monkeypatch, capsys):
 def test_resources_no_node_has_are_refused_instead_of_waiting_for_ever(tmp_path):
     import ray
 
-    from gradlab.sweep import run_sweep
+    from gradlab.experiments.sweep import run_sweep
 
     (tmp_path / "sweep.yaml").write_text("base: {scenario: digits, tasks: 2, epochs: 1}\ngrid: {seed: [0]}\n")
     try:

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradlab import verdicts as V
-from gradlab.plots import tables
+from gradlab.analysis import tables
+from gradlab.analysis import verdicts as V
 
 
 def test_aggregate_mean_std_and_count_over_seeds():

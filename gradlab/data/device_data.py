@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 # Evaluation batch size per device (test passes, herding features, validation losses). On the CPU, with freed
-# memory kept (gradlab.host_memory), batches up to 256 of 32x32 images keep every activation map under glibc's
+# memory kept (gradlab.training.host_memory), batches up to 256 of 32x32 images keep every activation map under glibc's
 # 32 MiB mmap limit (512 x 16 x 32 x 32 floats is 32 MiB: mapped and page-faulted afresh each time); whole DGR
 # runs on one core were 7 % faster with 512 than with 64 on 28x28 images (benchmarks/system_time.py) and 256
 # was the fastest batch on 32x32 (benchmarks/eval_batch.py). In NHWC the logits are bit-identical for any batch

@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from gradlab.data.device_data import Batch
-from gradlab.data.sources.base import DataError
 from gradlab.data.sources.files import decode_image
+from gradlab.errors import DataError
 
 CROP_SCALE = (0.08, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)

@@ -10,7 +10,7 @@ A method is one small class in one file. The trainer calls, in order:
 - ``memory_candidates(task)``        optional: the new classes' images the memory may pick from (default all);
 - ``predict(x)``                     at evaluation: logits over the classes seen so far.
 
-``self.ctx`` is the run's :class:`~gradlab.context.Context`, set before ``before_task``.
+``self.ctx`` is the run's :class:`~gradlab.training.context.Context`, set before ``before_task``.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import inspect
 import torch
 from torch import nn
 
+from gradlab.errors import ConfigError
 from gradlab.models.factory import IncrementalNet
 
 METHODS: dict[str, type["Method"]] = {}
@@ -43,8 +44,6 @@ def method_options(name: str) -> list[str]:
 
 def build_method(name: str, cfg, **method_args) -> "Method":
     """Instantiate a registered method; unknown ``method_args`` are rejected by name."""
-    from gradlab.config import ConfigError
-
     if name not in METHODS:
         raise ConfigError(f"method must be one of {sorted(METHODS)}, got {name!r}")
     allowed = method_options(name)

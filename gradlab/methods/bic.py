@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradlab.errors import ConfigError
 from gradlab.methods.base import Method, register
 from gradlab.methods.stages import train_stage
 from gradlab.methods.wa import check_temperature, soft_cross_entropy
@@ -99,7 +100,6 @@ class BiC(Method):
                  bias_val_fraction: float = 0.1, bias_epochs: int = 200, bias_lr: float | None = None,
                  beta_l2: float = 0.1):
         super().__init__(cfg)
-        from gradlab.config import ConfigError
 
         def number(field, value, allowed, ok):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):

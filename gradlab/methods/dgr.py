@@ -32,9 +32,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gradlab.classifier_gradients import step_row_gradients
+from gradlab.errors import ConfigError
 from gradlab.methods.base import Method, register
 from gradlab.methods.distillation import dakd, feature_distillation, logit_kd
+from gradlab.training.row_gradients import step_row_gradients
 
 REWEIGHTINGS = ("none", "unified", "decoupled")
 DISTILLATIONS = ("none", "kd", "feature", "dakd")
@@ -67,7 +68,6 @@ class DGR(Method):
                  distillation: str | None = None, eta: float = 1.0, lambda_b: float = 0.7,
                  temperature: float = 2.0):
         super().__init__(cfg)
-        from gradlab.config import ConfigError
 
         given = {"reweighting": reweighting, "prior": prior, "distillation": distillation}
         settings = {**self.preset, **{k: v for k, v in given.items() if v is not None}}

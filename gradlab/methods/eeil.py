@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gradlab.errors import ConfigError
 from gradlab.methods.base import Method, register
 from gradlab.methods.stages import class_balanced_indices, stage_generator, train_stage
 from gradlab.methods.wa import check_bool, check_temperature
@@ -66,7 +67,6 @@ class EEIL(Method):
                  finetune_epochs: int | None = None, finetune_lr_factor: float = 0.01,
                  skip_last_old_head: bool = True):
         super().__init__(cfg)
-        from gradlab.config import ConfigError
 
         if isinstance(lambda_kd, bool) or not isinstance(lambda_kd, (int, float)) or lambda_kd < 0:
             raise ConfigError(f"method_args.lambda_kd must be a number >= 0, got {lambda_kd!r}")

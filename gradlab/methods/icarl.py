@@ -26,7 +26,7 @@ them stale), i.e. before the phase's evaluation, as FACIL computes them right af
 Schedule: the run's (step by default). LT-CIL's iCaRL runs FACIL's patience scheme (lr / 10 when the
 validation loss has not improved for 5 epochs, stop below 1e-4; a FACIL-heritage quirk): a run setting, not a
 method arg, since any method can use it: ``lr_schedule: patience`` with ``val_fraction: 0.1``
-(``--lr-schedule patience --val-fraction 0.1``; :mod:`gradlab.schedules`).
+(``--lr-schedule patience --val-fraction 0.1``; :mod:`gradlab.training.schedules`).
 Method args: ``loss`` (ce_kd | sigmoid), ``classifier`` (nme | cnn), ``flip_means`` (true | false | null),
 ``lambda_kd`` (1).
 """
@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gradlab.errors import ConfigError
 from gradlab.methods.base import Method, register
 from gradlab.methods.nme import current_means, exemplar_class_means, normalise
 
@@ -57,7 +58,6 @@ class ICaRL(Method):
     def __init__(self, cfg, loss: str = "ce_kd", classifier: str = "nme", flip_means: bool | None = None,
                  lambda_kd: float = 1.0):
         super().__init__(cfg)
-        from gradlab.config import ConfigError
 
         if loss not in LOSSES:
             raise ConfigError(f"method_args.loss must be one of {list(LOSSES)}, got {loss!r}")

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradlab.errors import ConfigError
 from gradlab.methods.base import Method, register
 from gradlab.methods.distillation import feature_distillation
 from gradlab.methods.nme import current_means, exemplar_class_means
@@ -102,16 +103,12 @@ def remove_last_relu(backbone: nn.Module) -> nn.Module:
         last = max(i for i, m in enumerate(backbone.body) if isinstance(m, nn.ReLU))
         backbone.body[last] = nn.Identity()
     else:
-        from gradlab.config import ConfigError
-
         raise ConfigError(f"lucir cannot remove the last ReLU of a {type(backbone).__name__} backbone; "
                           "allowed: resnet32, small")
     return backbone
 
 
 def _check_number(field: str, value, minimum: float = 0.0, strict: bool = False) -> float:
-    from gradlab.config import ConfigError
-
     bad = isinstance(value, bool) or not isinstance(value, (int, float)) or \
         (value <= minimum if strict else value < minimum)
     if bad:
@@ -120,16 +117,12 @@ def _check_number(field: str, value, minimum: float = 0.0, strict: bool = False)
 
 
 def _check_int(field: str, value, minimum: int) -> int:
-    from gradlab.config import ConfigError
-
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"method_args.{field} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
 def _check_bool(field: str, value) -> bool:
-    from gradlab.config import ConfigError
-
     if not isinstance(value, bool):
         raise ConfigError(f"method_args.{field} must be true or false, got {value!r}")
     return value
@@ -145,7 +138,6 @@ class LUCIR(Method):
                  imprint: bool = True, cbf: bool = False, cbf_epochs: int = 20, cbf_lr: float = 0.01,
                  classifier: str = "cnn", mr_reduction: str = "pairs"):
         super().__init__(cfg)
-        from gradlab.config import ConfigError
 
         if classifier not in CLASSIFIERS:
             raise ConfigError(f"method_args.classifier must be one of {list(CLASSIFIERS)}, got {classifier!r}")

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradlab.errors import ConfigError
 from gradlab.methods.base import METHODS, register
 from gradlab.methods.stages import stage_generator, train_stage
 from gradlab.models.heads import CosineHead, IncrementalLinear
@@ -183,8 +184,6 @@ class LWSTwoStage:
     base_name = "base"
 
     def _init_stage2(self, cfg, stage2_epochs, stage2_lr, stage2_lws_lr_factor, stage2_draw, stage2_base_phase):
-        from gradlab.config import ConfigError
-
         if stage2_epochs is not None and (isinstance(stage2_epochs, bool) or not isinstance(stage2_epochs, int)
                                           or stage2_epochs < 0):
             raise ConfigError(f"method_args.stage2_epochs must be an integer >= 0 or null (30 at 160 epochs, "
@@ -213,8 +212,6 @@ class LWSTwoStage:
         self.stage2_losses: list[float] = []
 
     def build_model(self, backbone: nn.Module) -> nn.Module:
-        from gradlab.config import ConfigError
-
         model = super().build_model(backbone)
         if not supports_head(model.head):
             raise ConfigError(f"method: {self.name} needs a linear, cosine or local-similarity head; "

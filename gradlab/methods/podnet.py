@@ -36,7 +36,7 @@ tables report, under the LT-CIL / DGR training protocol.
 Probes: the LSC has no bias and one row per proxy, not per class. ``head.weight`` is a per-class view
 (class c's K proxies side by side) with the applied gradient on ``.grad``, so ``weight_norm`` and
 ``grad_applied`` are per class; ``bias_abs`` is skipped. The head's ``logit_row_gradients`` (the hook of
-:func:`gradlab.classifier_gradients.row_gradients`) makes ``grad_<term>`` ||grad of the term w.r.t. class
+:func:`gradlab.training.row_gradients.row_gradients`) makes ``grad_<term>`` ||grad of the term w.r.t. class
 j's proxies|| rather than the linear-head formula (dL/dz)^T F. The method itself does nothing for the probes.
 
 Method args: ``proxies`` (10), ``margin`` (0.6), ``lambda_c`` (3), ``lambda_f`` (1), ``hinge`` (true),
@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradlab.errors import ConfigError
 from gradlab.methods.base import Method, register
 from gradlab.methods.distillation import feature_distillation
 from gradlab.methods.wa import check_bool
@@ -127,8 +128,6 @@ class PODNetModel(IncrementalNet):
 def drop_last_relu(backbone: nn.Module) -> nn.Module:
     """Remove the ReLU after the backbone's last block, in place (no weight changes, no random draws):
     the result computes what ``build_backbone(name, last_relu=False)`` computes with the same weights."""
-    from gradlab.config import ConfigError
-
     if isinstance(backbone, ResNetCifar):
         backbone.layers[-1].relu_out = False
     elif isinstance(backbone, SmallConvNet):
@@ -143,8 +142,6 @@ def drop_last_relu(backbone: nn.Module) -> nn.Module:
 
 # ---------------------------------------------------------------------------- the method
 def _check_number(field: str, value, minimum: float = 0.0, strict: bool = False) -> float:
-    from gradlab.config import ConfigError
-
     bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
     if bad or value < minimum or (strict and value == minimum):
         raise ConfigError(f"method_args.{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
@@ -160,7 +157,6 @@ class PODNet(Method):
     def __init__(self, cfg, proxies: int = 10, margin: float = 0.6, lambda_c: float = 3.0, lambda_f: float = 1.0,
                  hinge: bool = True, freeze_old: bool = True, lt_cil_nca: bool | None = None):
         super().__init__(cfg)
-        from gradlab.config import ConfigError
 
         if isinstance(proxies, bool) or not isinstance(proxies, int) or proxies < 1:
             raise ConfigError(f"method_args.proxies must be an integer >= 1, got {proxies!r}")

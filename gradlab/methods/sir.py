@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gradlab.errors import ConfigError
 from gradlab.methods.base import register
 from gradlab.methods.lws import extend_signature
 from gradlab.methods.podnet import PODNet
@@ -110,8 +111,6 @@ class SIR(PODNet):
     name = "sir"
 
     def __init__(self, cfg, **kwargs):
-        from gradlab.config import ConfigError
-
         own = {**SIR_DEFAULTS, **{k: kwargs.pop(k) for k in list(kwargs) if k in SIR_DEFAULTS}}
         super().__init__(cfg, **kwargs)
         if own["fcs"] not in FCS_MODES:

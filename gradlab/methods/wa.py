@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gradlab.errors import ConfigError
 from gradlab.methods.base import Method, register
 
 
@@ -49,16 +50,12 @@ def align_weights(weight: torch.Tensor, num_old: int) -> float:
 
 
 def check_temperature(value) -> float:
-    from gradlab.config import ConfigError
-
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(f"method_args.temperature must be a number > 0, got {value!r}")
     return float(value)
 
 
 def check_bool(field: str, value) -> bool:
-    from gradlab.config import ConfigError
-
     if not isinstance(value, bool):
         raise ConfigError(f"method_args.{field} must be true or false, got {value!r}")
     return value

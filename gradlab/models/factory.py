@@ -6,6 +6,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from gradlab.data.sources import SOURCE_INFO
 from gradlab.models.heads import IncrementalLinear
 from gradlab.models.resnet_cifar import SmallConvNet, resnet32, resnet32_podnet
 from gradlab.models.resnet_imagenet import resnet18
@@ -19,8 +20,6 @@ def default_backbone(scenario: str) -> str:
     for the grey 8x8 digits and 28x28 Fashion-MNIST, whose 10 classes a 64-d feature separates well and which
     trains a multi-seed figure set on two CPU cores in minutes (ResNet-32 trains about 10x slower there:
     312 vs 3 237 images/s, batch 64, bf16, one thread)."""
-    from gradlab.data.sources import SOURCE_INFO
-
     return SOURCE_INFO[scenario].model
 
 

@@ -63,7 +63,7 @@ class CosineHead(nn.Module):
       ``.grad`` holds the rows' current gradients (zeros for frozen rows) when any block has one.
       Write rows through ``blocks[i]`` (``set_rows`` does it for a row range). ``bias`` is None.
     - ``logit_row_gradients(dz, features)``: the exact gradient on each row given dL/dz, the hook
-      :mod:`gradlab.classifier_gradients` uses (the linear formula dz^T F does not hold here).
+      :mod:`gradlab.training.row_gradients` uses (the linear formula dz^T F does not hold here).
     """
 
     bias = None

@@ -23,7 +23,7 @@ Probes. The gradient and weight probes read ``head.weight`` (one row per class) 
 - ``bias`` is None (the LSC has none): the weight probe skips ``bias_abs``.
 - the per-term ``grad_<term>`` rows of a linear head, (dL/dz)^T F, mean nothing here, so the head has
   :meth:`~LocalSimilarityClassifier.logit_row_gradients` (the hook of
-  :func:`gradlab.classifier_gradients.row_gradients`): each term's exact gradient on every class's
+  :func:`gradlab.training.row_gradients.row_gradients`): each term's exact gradient on every class's
   proxies (frozen ones included: the pull the term exerts, whether or not it is applied).
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ class LocalSimilarityClassifier(nn.Module):
     def logit_row_gradients(self, dz: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient on every class's proxies of a loss whose gradient on the logits is ``dz`` (B x C).
 
-        The hook :func:`gradlab.classifier_gradients.row_gradients` calls for non-linear heads: the
+        The hook :func:`gradlab.training.row_gradients.row_gradients` calls for non-linear heads: the
         vector-Jacobian product of the head, recomputed on the detached features with a copy of the proxies
         that requires grad (frozen classes get their gradient too: the pull of the term, applied or not).
         No pass through the backbone. Returns rows as in :attr:`weight`, (C x K*d) float32, and a zero bias (C,).

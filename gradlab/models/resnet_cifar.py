@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 SHORTCUTS = ("conv", "pad")
 
 

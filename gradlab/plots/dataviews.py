@@ -1,5 +1,5 @@
 """Figures of a scenario's data, drawn before anything trains (the tour's first pictures), and the tour's
-faceted comparisons; plotly figures for :func:`gradlab.plots.notebook.show`, coloured by
+faceted comparisons; plotly figures for :func:`gradlab.notebook.helpers.show`, coloured by
 :mod:`gradlab.plots.palette`.
 
 - :func:`class_counts` - the long tail: training images per class, coloured by the task that brings it;
@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from gradlab.data.sources.fashion_mnist import CLASS_NAMES as FASHION_NAMES
 from gradlab.plots import palette
 from gradlab.plots.interactive import gradient_label, shared_axis_title
 
@@ -23,9 +24,7 @@ ROLES = {"new (all its data)": "new", "old (memory only)": "old"}
 
 def class_names(scen) -> list[str]:
     """A name per class position: the dataset's class name where gradlab knows it, else the original label."""
-    names = None
-    if scen.source.name == "fashion_mnist":
-        from gradlab.data.sources.fashion_mnist import CLASS_NAMES as names
+    names = FASHION_NAMES if scen.source.name == "fashion_mnist" else None
     return [names[int(o)] if names is not None and int(o) < len(names) else f"label {int(o)}"
             for o in scen.original_label]
 

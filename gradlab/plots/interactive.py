@@ -1,10 +1,10 @@
 """Interactive plotly figures for the notebooks and the explorer.
 
-Each function takes a tidy table from :mod:`gradlab.plots.tables` and only builds a
+Each function takes a tidy table from :mod:`gradlab.analysis.tables` and only builds a
 ``plotly.graph_objects.Figure`` (no rendering, no network / CDN). A per-seed table (a ``seed`` column,
 :func:`tables.per_seed`) is drawn as its mean over seeds with ± one std error bars. Colours come from
 :mod:`gradlab.plots.palette` (one colour per run in every figure). In notebooks, show them with
-:func:`gradlab.plots.notebook.show`: one output holding the plotly figure and a PNG of the same figure
+:func:`gradlab.notebook.helpers.show`: one output holding the plotly figure and a PNG of the same figure
 (:func:`gradlab.plots.static.to_matplotlib`). Hovering shows the class, its task, training count and the
 exact value. Paper = He & Zhu, "Gradient Reweighting: Towards Imbalanced Class-Incremental Learning", CVPR 2024.
 """
@@ -14,7 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gradlab.plots import palette, tables
+from gradlab.analysis import tables
+from gradlab.plots import palette
+from gradlab.plots.paper import relative_norms
 
 
 def gradient_label(loss: str = "ce") -> str:
@@ -27,7 +29,7 @@ WEIGHT_LABEL = "row norm ‖W<sub>j</sub>‖ ÷ run mean"
 
 def _check(table, columns, name) -> pd.DataFrame:
     if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"{name} needs the tidy DataFrame from gradlab.plots.tables.{name}")
+        raise TypeError(f"{name} needs the tidy DataFrame from gradlab.analysis.tables.{name}")
     return tables.check_table(table, columns)
 
 
@@ -133,8 +135,6 @@ def weight_norms(table: pd.DataFrame, title: str | None = None) -> go.Figure:
     old ones?); right, every class against its training count (log x). Hover: the raw ||W_j|| and |b_j|.
     ``table``: :func:`tables.weight_norms`.
     """
-    from gradlab.plots.paper import relative_norms
-
     table = relative_norms(_check(table, tables.WEIGHT_COLUMNS, "weight_norms"))
     keys = ["label", "seed"] if "seed" in table.columns else ["label"]
     per_task = table.groupby(keys + ["task"], as_index=False)["relative_norm"].mean()

@@ -1,5 +1,5 @@
 """The paper's figures (He & Zhu, "Gradient Reweighting: Towards Imbalanced Class-Incremental Learning",
-CVPR 2024), drawn from the tidy tables of :mod:`gradlab.plots.tables`, for one seed or many.
+CVPR 2024), drawn from the tidy tables of :mod:`gradlab.analysis.tables`, for one seed or many.
 
 When a table has a ``seed`` column, every figure shows the mean over seeds with the standard deviation
 (error bars or bands; :func:`tables.aggregate`); without one, the single run. Each function returns a
@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from gradlab.plots import palette, tables
+from gradlab.analysis import tables
+from gradlab.plots import palette
 
 TASK_GAP = 0.8                     # blank x-space between two tasks' bars
 MARKERS = "osD^vP*Xph<>"

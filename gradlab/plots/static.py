@@ -14,6 +14,8 @@ import re
 
 import numpy as np
 
+from gradlab.plots.palette import MPL_DASHES, MPL_MARKERS, TAB10
+
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PNG_MIME = "image/png"
 
@@ -54,8 +56,6 @@ def _values(seq):
 
 
 def _colour(value, index: int):
-    from gradlab.plots.palette import TAB10
-
     if isinstance(value, str):
         return value
     return TAB10[index % len(TAB10)]
@@ -161,7 +161,6 @@ def _draw_series(ax, trace, index, categorical, position, bars, barmode, stack):
     """One Bar or Scatter trace on ``ax``; returns the artist for the legend."""
     import plotly.graph_objects as go
 
-    from gradlab.plots.palette import MPL_DASHES, MPL_MARKERS
 
     xs = [position[str(x)] for x in _values(trace.x)] if categorical else np.asarray(_values(trace.x), dtype=float)
     ys = np.asarray([np.nan if y is None else y for y in _values(trace.y)], dtype=float)

@@ -10,9 +10,9 @@ phase (after any extra stage), ``step = -1`` a value aggregated over an epoch.
 | weights     | weight_norm ||W_j||_2, bias_abs abs(b_j)                        | every epoch and phase end |
 | accuracy    | test_acc per seen class                                    | after every phase |
 """
-from gradlab.probes.log import ProbeLog
 from gradlab.probes.accuracy import AccuracyProbe
 from gradlab.probes.gradients import ClassifierGradientProbe
+from gradlab.probes.log import ProbeLog
 from gradlab.probes.weights import WeightNormProbe
 
 PROBES = {"gradients": ClassifierGradientProbe, "weights": WeightNormProbe, "accuracy": AccuracyProbe}

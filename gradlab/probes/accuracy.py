@@ -1,7 +1,7 @@
 """Per-class test accuracy after every phase (the input of per-class forgetting)."""
 from __future__ import annotations
 
-from gradlab.trainer import Callback
+from gradlab.training.trainer import Callback
 
 
 class AccuracyProbe(Callback):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from gradlab.classifier_gradients import step_row_gradients
-from gradlab.trainer import Callback
+from gradlab.training.row_gradients import step_row_gradients
+from gradlab.training.trainer import Callback
 
 
 class ClassifierGradientProbe(Callback):

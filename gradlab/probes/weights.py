@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gradlab.trainer import Callback
+from gradlab.training.trainer import Callback
 
 
 class WeightNormProbe(Callback):

@@ -3,7 +3,7 @@
 ``load_source(name, root, download)`` returns a :class:`Source`: train/test :class:`ImageSet` s holding
 uint8 (H, W, C) images and int64 ORIGINAL labels, plus normalisation and augmentation facts. A source
 knows its files and formats only; long-tail counts, class orders and splits live in
-:mod:`gradlab.data.profiles` and :mod:`gradlab.data.scenario`.
+:mod:`gradlab.data.profiles` and :mod:`gradlab.scenario`.
 
 | name | module | data |
 |---|---|---|
@@ -21,10 +21,18 @@ import os
 from typing import Callable, NamedTuple
 
 from gradlab.data.sources import cifar, fashion_mnist, food101, generated, imagenet
-from gradlab.data.sources.base import ArrayImageSet, DataError, ImageSet, Source, SourceInfo
+from gradlab.data.sources.base import ArrayImageSet, ImageSet, Source, SourceInfo
 from gradlab.data.sources.cifar import CIFAR_FOLDER, CIFAR_LAYOUT
-from gradlab.data.sources.generated import (DIGITS_TEST_PER_CLASS, SYNTH_CLASSES, SYNTH_SEED, SYNTHETIC_MEAN,
-                                            SYNTHETIC_STD, SyntheticImageSet, render_synthetic)
+from gradlab.data.sources.generated import (
+    DIGITS_TEST_PER_CLASS,
+    SYNTH_CLASSES,
+    SYNTH_SEED,
+    SYNTHETIC_MEAN,
+    SYNTHETIC_STD,
+    SyntheticImageSet,
+    render_synthetic,
+)
+from gradlab.errors import DataError
 
 __all__ = ["ArrayImageSet", "DataError", "ImageSet", "Source", "SourceInfo", "SOURCE_INFO", "check_source",
            "load_source", "CIFAR_FOLDER", "CIFAR_LAYOUT", "DIGITS_TEST_PER_CLASS", "SYNTH_CLASSES", "SYNTH_SEED",

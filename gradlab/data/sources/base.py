@@ -6,11 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlab.errors import GradlabError
-
-
-class DataError(GradlabError, ValueError):
-    """Bad or missing data; the message names the path/field and the expected layout."""
+from gradlab.errors import DataError
 
 
 def check_classes(path: Path, labels: np.ndarray, num_classes: int) -> None:
@@ -85,7 +81,7 @@ class Source:
     std: tuple[float, ...]
     flip: bool  # horizontal flip is a valid augmentation
     pad: int  # padding for random-crop augmentation
-    # how the long tail is cut (see gradlab.data.scenario): "label" = counts follow the ORIGINAL label and a
+    # how the long tail is cut (see gradlab.scenario): "label" = counts follow the ORIGINAL label and a
     # seed-0 draw picks the images (CIFAR-100-LT); "position" = counts follow the position in the class
     # order, the first n images in file order are kept (ImageNetSubset-LT)
     counts_by: str = "label"

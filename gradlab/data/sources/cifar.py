@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlab.data.sources.base import ArrayImageSet, DataError, Source, SourceInfo, check_classes
+from gradlab.data.sources.base import ArrayImageSet, Source, SourceInfo, check_classes
+from gradlab.errors import DataError
 
 CIFAR_FOLDER = "cifar-100-python"
 CIFAR_LAYOUT = (

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlab.data.sources.base import SMALL_GREY_RECIPE, ArrayImageSet, DataError, Source, SourceInfo, check_classes
+from gradlab.data.sources.base import SMALL_GREY_RECIPE, ArrayImageSet, Source, SourceInfo, check_classes
+from gradlab.errors import DataError
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",

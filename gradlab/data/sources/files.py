@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradlab.data.sources.base import DataError, ImageSet, check_classes  # noqa: F401 - re-exported
+from gradlab.data.sources.base import ImageSet
+from gradlab.errors import ConfigError, DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,7 +32,8 @@ LIST_LINES: dict[str, str] = {}
 
 def decode_image(path: str) -> torch.Tensor:
     """uint8 (3, H, W) RGB of a JPEG or PNG file (torchvision.io; grey and CMYK are converted to RGB)."""
-    from torchvision.io import ImageReadMode, decode_image as _decode, read_file
+    from torchvision.io import ImageReadMode, read_file
+    from torchvision.io import decode_image as _decode
 
     try:
         return _decode(read_file(path), mode=ImageReadMode.RGB)
@@ -131,8 +133,6 @@ def image_files(folder: Path) -> list[str]:
 
 def write_scenario_lists(scenario, folder: Path) -> list[Path]:
     """train.txt / test.txt of the whole source and train_<order>.txt of the long-tailed training set."""
-    from gradlab.config import ConfigError
-
     source = scenario.source
     if not isinstance(source.train, FileImageSet):
         raise ConfigError(f"--write-lists: {source.name!r} is not a source of image files; allowed for "

@@ -24,8 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlab.data.sources.base import IMAGENET_RECIPE, DataError, Source, SourceInfo
-from gradlab.data.sources.files import IMAGENET_MEAN, IMAGENET_STD, FileImageSet, check_classes, read_list
+from gradlab.data.sources.base import IMAGENET_RECIPE, Source, SourceInfo, check_classes
+from gradlab.data.sources.files import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FileImageSet,
+    read_list,
+)
+from gradlab.errors import DataError
 
 NUM_CLASSES = 101
 LISTS_FOLDER = "Food101"

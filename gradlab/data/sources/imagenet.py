@@ -23,9 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gradlab.data.sources.base import IMAGENET_RECIPE, DataError, Source, SourceInfo
-from gradlab.data.sources.files import (IMAGENET_MEAN, IMAGENET_STD, FileImageSet, check_classes, image_files,
-                                        read_list)
+from gradlab.data.sources.base import IMAGENET_RECIPE, Source, SourceInfo, check_classes
+from gradlab.data.sources.files import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FileImageSet,
+    image_files,
+    read_list,
+)
+from gradlab.errors import DataError
 
 SUBSET_SEED = 1993
 SUBSET_CLASSES = 100

@@ -6,7 +6,7 @@
   while runs train;
 - :func:`show` (from :mod:`gradlab.plots.static`) - ONE output per figure, holding the plotly figure and
   a PNG of it (JupyterLab draws the plotly form, static viewers the PNG);
-- the findings of :mod:`gradlab.findings` (:func:`fig2_finding`, :func:`fig5_finding`, ...) - Markdown
+- the findings of :mod:`gradlab.analysis.findings` (:func:`fig2_finding`, :func:`fig5_finding`, ...) - Markdown
   generated from the numbers a notebook computed, with the verdict on the paper's claim.
 
 All are importable from here, so a notebook needs one import.
@@ -23,10 +23,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gradlab.findings import (Finding, fig2_finding, fig5_finding, forgetting_count_finding,  # noqa: F401
-                              reweighting_finding, weight_norm_finding)
-from gradlab.plots import tables
-from gradlab.plots.static import PLOTLY_MIME, figure_bundle, png_bytes, show, to_matplotlib  # noqa: F401
+from gradlab.analysis import tables
+from gradlab.analysis.findings import (  # noqa: F401
+    Finding,
+    fig2_finding,
+    fig5_finding,
+    forgetting_count_finding,
+    reweighting_finding,
+    weight_norm_finding,
+)
+from gradlab.data.sources import SOURCE_INFO
+from gradlab.experiments.paper_figures import (
+    figure_plan,
+    figure_tables,
+    plan_configs,
+    run_plans,
+)
+from gradlab.plots.static import (  # noqa: F401
+    PLOTLY_MIME,
+    figure_bundle,
+    png_bytes,
+    show,
+    to_matplotlib,
+)
+from gradlab.runs.executor import cached_record, run_key, run_many
 
 SETTING_ROWS = ["scenario", "order", "imbalance", "max_per_class", "tasks", "memory", "method", "method_args",
                 "model", "epochs", "batch_size", "precision", "device"]
@@ -70,8 +90,6 @@ def figure_runs(name: str, quick: bool = True, scenario: str = "fashion_mnist", 
     """The runs ``gradlab figures`` makes for figure ``name`` (same settings, same cache keys): finished
     ones load from ``cache_dir`` at once, the others train there (in parallel worker processes, under a
     :class:`Progress` bar). ``overrides`` (e.g. ``epochs=1``) change every run."""
-    from gradlab.figures import figure_plan, figure_tables, plan_configs, run_plans
-
     plan = figure_plan(name, quick, scenario, device, seeds=list(seeds), **overrides)
     configs = plan_configs({name: plan})
     labels = {f"{key if isinstance(key, str) else ' '.join(map(str, key))} seed {seed}": cfg
@@ -86,8 +104,6 @@ def figure_runs(name: str, quick: bool = True, scenario: str = "fashion_mnist", 
 def run_cached(configs: dict, cache_dir: str | Path = "runs/cache", workers: int | None = None) -> dict:
     """{label: RunRecord} for {label: RunConfig}: from ``cache_dir`` where finished, else trained there (in
     parallel worker processes, under a :class:`Progress` bar)."""
-    from gradlab.executor import run_many
-
     with Progress(configs, cache_dir) as bar:
         return run_many(configs, cache_dir, workers=workers, log=bar.log)
 
@@ -101,8 +117,6 @@ class Progress:
     WIDTH = 30
 
     def __init__(self, configs: dict, cache_dir: str | Path):
-        from gradlab.executor import cached_record, run_key
-
         self.cache_dir, self.start, self.lines = Path(cache_dir), time.perf_counter(), []
         self.todo, self.folders, self.phases = [], {}, {}
         for name, cfg in configs.items():
@@ -176,8 +190,6 @@ class Progress:
 
 
 def _num_phases(cfg) -> int:
-    from gradlab.data.sources import SOURCE_INFO
-
     return int(cfg.split_base_tasks(SOURCE_INFO[cfg.scenario].num_classes)[1])
 
 
@@ -209,7 +221,7 @@ def mean_matrix(records_by_seed: dict, kind: str = "accuracy") -> pd.DataFrame:
 
 
 def stats_frame(stats: dict, percent=(), digits: int = 3) -> pd.DataFrame:
-    """A {label: {quantity: Stat}} dict from :mod:`gradlab.verdicts` as a table: ``<quantity> mean``,
+    """A {label: {quantity: Stat}} dict from :mod:`gradlab.analysis.verdicts` as a table: ``<quantity> mean``,
     ``<quantity> std`` per label (quantities in ``percent`` scaled to %), and the number of seeds."""
     rows = {}
     for label, quantities in stats.items():

@@ -2,7 +2,7 @@
 ``gradlab sweep SWEEP.yaml --out DIR``, ``gradlab data`` and ``gradlab info``.
 
 Flags override the YAML file; the YAML overrides presets; presets override the scenario's default recipe.
-The parser is in :mod:`gradlab.cli_parser`.
+The parser is in :mod:`gradlab.cli.parser`.
 """
 from __future__ import annotations
 
@@ -14,8 +14,29 @@ import shutil
 import sys
 from pathlib import Path
 
-from gradlab.cli_parser import build_parser  # noqa: F401 - the parser, public here too
-from gradlab.config import PRESETS, ConfigError, LimitedLoader, RunConfig, scenario_recipes
+from gradlab.checks import LimitedLoader
+from gradlab.cli.parser import build_parser  # noqa: F401 - the parser, public here too
+from gradlab.config import PRESETS, RunConfig, scenario_recipes
+from gradlab.data.profiles import ORDERS
+from gradlab.data.sources import check_source
+from gradlab.data.sources.files import write_scenario_lists
+from gradlab.errors import (
+    ConfigError,
+    DataError,
+    RunDiverged,
+    RunFolderWarning,
+    RunInterrupted,
+    SettingWarning,
+    WriteError,
+)
+from gradlab.experiments.compare import compare, expand_methods
+from gradlab.experiments.paper_figures import make_figures
+from gradlab.experiments.sweep import default_sweep_out, run_sweep
+from gradlab.files import atomic_write, write_error
+from gradlab.methods import list_methods, method_options
+from gradlab.runs.estimate import LONG_S, confirm_start
+from gradlab.runs.runner import run
+from gradlab.scenario import Scenario, list_scenarios
 
 
 def _run_config(ns: argparse.Namespace, not_settings: tuple) -> RunConfig:
@@ -47,10 +68,6 @@ def _method_args(pairs: list[str]) -> dict:
 
 def command_data(ns: argparse.Namespace) -> int:
     """The scenario a configuration builds, as tables: per task, then per class (in learning order)."""
-    from gradlab.data.scenario import Scenario
-    from gradlab.data.sources import check_source
-    from gradlab.records import atomic_write
-
     cfg = _run_config(ns, ("csv", "write_lists"))
     if ns.csv and not Path(ns.csv).absolute().parent.is_dir():
         raise ConfigError(f"--csv: folder {str(Path(ns.csv).absolute().parent)!r} does not exist")
@@ -77,16 +94,12 @@ def command_data(ns: argparse.Namespace) -> int:
         atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
         print(f"\nwritten: {path}")
     if ns.write_lists:
-        from gradlab.data.sources.files import write_scenario_lists
-
         for path in write_scenario_lists(scenario, Path(ns.write_lists)):
             print(f"written: {path}")
     return 0
 
 
 def command_run(ns: argparse.Namespace) -> int:
-    from gradlab.runner import run
-
     cfg = _run_config(ns, ("overwrite", "quiet", "resume"))
     if ns.quiet:
         cfg.progress = False
@@ -121,8 +134,6 @@ def _percent(value) -> str:
 
 
 def command_figures(ns: argparse.Namespace) -> int:
-    from gradlab.figures import make_figures
-
     overrides = {k: getattr(ns, k) for k in ("epochs", "data_root", "download") if hasattr(ns, k)}
     if ns.seeds is not None:
         overrides["seeds"] = ns.seeds
@@ -141,11 +152,10 @@ def _check_workers(workers: int | None) -> None:
 
 
 def _confirm(yes: bool, long_protocol: bool = False):
-    """``confirm(seconds)`` for :func:`gradlab.executor.run_many`: on a CPU, the full / paper protocol or more
-    than 30 min of estimated training asks first (see :func:`gradlab.estimate.confirm_start`)."""
+    """``confirm(seconds)`` for :func:`gradlab.runs.executor.run_many`: on a CPU, the full / paper protocol or more
+    than 30 min of estimated training asks first (see :func:`gradlab.runs.estimate.confirm_start`)."""
     import torch
 
-    from gradlab.estimate import LONG_S, confirm_start
 
     def confirm(seconds: float | None) -> None:
         on_cpu = not torch.cuda.is_available()
@@ -154,8 +164,6 @@ def _confirm(yes: bool, long_protocol: bool = False):
 
 
 def command_compare(ns: argparse.Namespace) -> int:
-    from gradlab.compare import compare, expand_methods
-
     skip = ("command", "config", "methods", "method_args", "out", "cache", "quiet", "seeds", "backend", "address",
             "workers", "yes")
     _check_workers(ns.workers)
@@ -182,8 +190,6 @@ def command_compare(ns: argparse.Namespace) -> int:
 
 
 def command_sweep(ns: argparse.Namespace) -> int:
-    from gradlab.sweep import default_sweep_out, run_sweep
-
     if ns.address and ns.backend != "ray":
         raise ConfigError(f"--address is a Ray cluster: it needs --backend ray, got --backend {ns.backend}")
     _check_workers(ns.workers)
@@ -198,10 +204,6 @@ def command_sweep(ns: argparse.Namespace) -> int:
 
 
 def command_info() -> int:
-    from gradlab.data.profiles import ORDERS
-    from gradlab.data.scenario import list_scenarios
-    from gradlab.methods import list_methods, method_options
-
     recipes = scenario_recipes()
     scenarios = {name: f"{text}\ndefault recipe: {recipes[name]}" for name, text in list_scenarios().items()}
     presets = {name: json.dumps(values) for name, values in PRESETS.items()}
@@ -222,8 +224,6 @@ def _warnings_as_lines() -> None:
     (call inside ``warnings.catch_warnings()``, which restores the default)."""
     import warnings
 
-    from gradlab.config import SettingWarning
-    from gradlab.records import RunFolderWarning
 
     default = warnings.showwarning
 
@@ -237,8 +237,6 @@ def _warnings_as_lines() -> None:
 
 def _interrupted(err: KeyboardInterrupt, ns: argparse.Namespace, argv: list[str]) -> str:
     """Ctrl-C as one line: where the run stopped and the command that goes on from there."""
-    from gradlab.runfolder import RunInterrupted
-
     if ns.command != "run":
         if ns.command in ("compare", "figures", "sweep"):
             return ("interrupted; finished runs are kept, and the same command continues the others from their last "
@@ -259,8 +257,6 @@ def _interrupted(err: KeyboardInterrupt, ns: argparse.Namespace, argv: list[str]
 
 def _os_error(err: OSError) -> str:
     """A failed read or write as one line naming the path (and, for a full disk, the space left there)."""
-    from gradlab.runfolder import WriteError, write_error
-
     if isinstance(err, WriteError) or err.filename is None:
         return str(err) if isinstance(err, WriteError) else " ".join(f"{err.strerror or err}".split())
     if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
@@ -276,9 +272,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     ns = None
     try:
-        from gradlab.data.sources import DataError
-        from gradlab.divergence import RunDiverged
-
         ns = build_parser().parse_args(argv)
         commands = {"info": lambda: command_info(), "run": lambda: command_run(ns), "figures": lambda: command_figures(ns),
                     "compare": lambda: command_compare(ns), "data": lambda: command_data(ns),
@@ -304,6 +297,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gradlab: error: {_os_error(err)}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Resume: what a checkpoint holds, and how a run continues from it with the numbers it would have had.
+"""The checkpoint format: what a checkpoint holds, writing it, and reading it back with its checks.
 
 Two kinds of checkpoint, both read with ``torch.load(weights_only=True)``:
 
@@ -11,13 +11,9 @@ Two kinds of checkpoint, both read with ``torch.load(weights_only=True)``:
   checkpoint is written.
 
 Every checkpoint also carries its run's identity, ``"run": {"format", "settings", "seed"}`` (the settings
-hash is :func:`settings_hash`, the one in ``run_key``; the phase is the state's own ``"phase"``). Resume
+hash is :func:`settings_hash`, the one in ``run_key``; the phase is the state's own ``"phase"``). Reading
 refuses, in one line naming the file, a checkpoint of another run, of another phase, a damaged or incomplete
-one, and one without identity (written before format 1: it cannot be told from another run's; --overwrite).
-
-A resumed run rebuilds everything from the settings, loads the newest checkpoint (a mid-phase one after
-replaying its phase's start from the previous phase's checkpoint) and goes on; on the CPU the final
-metrics equal an uninterrupted run's exactly.
+one, and (to resume) one without identity (written before format 1: it cannot be told from another run's).
 """
 from __future__ import annotations
 
@@ -29,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from gradlab.errors import RunFolderError
+from gradlab.files import atomic_write, plain
 
 MID_PHASE = "mid_phase.pt"
 CHECKPOINT_FORMAT = 1            # 1: checkpoints carry "run" (their run's identity); 0: before, none
@@ -101,21 +100,21 @@ def load_object_state(obj, state: dict, device) -> None:
 
 # ------------------------------------------------------------------------------------- the model
 def model_structure(model: nn.Module) -> dict:
-    """Beside ``state_dict()``: which parameters train, and the plain attributes of every submodule
+    """Beside ``state_dict()``: which parameters train, and the values attributes of every submodule
     (the sizes it has grown to)."""
     attrs = {}
     for name, module in model.named_modules():
-        plain = {k: _pack(v) for k, v in vars(module).items()
+        values = {k: _pack(v) for k, v in vars(module).items()
                  if not k.startswith("_") and k != "training" and _pack(v) is not None and not torch.is_tensor(v)}
-        attrs[name] = plain
+        attrs[name] = values
     return {"requires_grad": {n: p.requires_grad for n, p in model.named_parameters()}, "attrs": attrs}
 
 
 def load_model_state(model: nn.Module, tensors: dict, structure: dict) -> None:
     """Load into a freshly built model, growing parameters and parameter lists to the saved shapes first."""
-    for name, plain in structure["attrs"].items():
+    for name, values in structure["attrs"].items():
         module = model.get_submodule(name) if name else model
-        for key, value in plain.items():
+        for key, value in values.items():
             setattr(module, key, value)
     for key, tensor in tensors.items():
         *path, leaf = key.split(".")
@@ -149,8 +148,6 @@ def load_model_state(model: nn.Module, tensors: dict, structure: dict) -> None:
 # ------------------------------------------------------------------------------------- trainer state
 def capture(trainer, writer, within_phase: bool) -> dict:
     """Everything needed to go on from here (the end of a phase, or the end of an epoch inside one)."""
-    from gradlab.records import _plain
-
     ctx = trainer.ctx
     state = {
         "phase": ctx.phase, "model": ctx.model.state_dict(), "model_structure": model_structure(ctx.model),
@@ -168,68 +165,20 @@ def capture(trainer, writer, within_phase: bool) -> dict:
                      schedule=object_state(trainer.schedule, skip=("optimizer", "multistep")),
                      multistep=(trainer.schedule.multistep.state_dict() if hasattr(trainer.schedule, "multistep")
                                 else None),
-                     current_phase_log=json.dumps(ctx.phase_log, default=_plain))
+                     current_phase_log=json.dumps(ctx.phase_log, default=plain))
     return state
 
 
-def restore_phase(trainer, writer, state: dict, cut_probes: bool = True) -> None:
-    """The state after a phase: model (teacher = its frozen copy), memory, method, RNGs, counts, logs
-    (the probe log is cut back to the checkpoint, unless a mid-phase checkpoint cuts it later)."""
-    from gradlab.trainer import freeze
-
-    ctx = trainer.ctx
-    load_model_state(ctx.model, state["model"], state["model_structure"])
-    ctx.model.to(ctx.device)
-    ctx.memory.load_state_dict(state["memory"])
-    load_object_state(trainer.method, state["method"], ctx.device)
-    ctx.correct = state["correct"].numpy().copy()
-    ctx.phase = state["phase"]
-    trainer.epoch_losses = list(state["epoch_losses"])
-    writer.phase_log = json.loads(state["phase_log"])
-    if writer.probe_log is not None and cut_probes:
-        writer.probe_log.truncate(state["probe_rows"])
-    _restore_rng(trainer, state)
-    ctx.teacher = freeze(ctx.model)
+def write_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` (from :func:`capture`, with ``"run"`` from :func:`run_identity`) atomically."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def restore_within_phase(trainer, writer, state: dict) -> None:
-    """After the phase's start was replayed: the model, optimizer, schedule and RNGs at the saved epoch."""
-    ctx = trainer.ctx
-    load_model_state(ctx.model, state["model"], state["model_structure"])
-    ctx.model.to(ctx.device)
-    ctx.optimizer = torch.optim.SGD([p for p in ctx.model.parameters() if p.requires_grad], lr=ctx.cfg.lr,
-                                    momentum=ctx.cfg.momentum, weight_decay=ctx.cfg.weight_decay)
-    ctx.optimizer.load_state_dict(state["optimizer"])
-    from gradlab.schedules import build_schedule
-
-    trainer.schedule = build_schedule(ctx.optimizer, ctx.cfg)
-    if state["multistep"] is not None:
-        trainer.schedule.multistep.load_state_dict(state["multistep"])
-    load_object_state(trainer.schedule, state["schedule"], ctx.device)
-    load_object_state(trainer.method, state["method"], ctx.device)
-    ctx.epoch, ctx.step = state["epoch"], state["step"]
-    ctx.phase_log = json.loads(state["current_phase_log"])
-    trainer.epoch_losses = list(state["epoch_losses"])
-    writer.phase_log = json.loads(state["phase_log"])
-    if writer.probe_log is not None:
-        writer.probe_log.truncate(state["probe_rows"])
-    _restore_rng(trainer, state)
-
-
-def _restore_rng(trainer, state: dict) -> None:
-    torch.set_rng_state(state["torch_rng"])
-    trainer.generator.set_state(state["generator"])
-    if "cuda_rng" in state and trainer.ctx.device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_rng"], trainer.ctx.device)
-
-
-# ------------------------------------------------------------------------------------- where to go on
+# ------------------------------------------------------------------------------------- reading
 def read_checkpoint(path: Path, cfg=None, phase: int | None = None, keys=("phase", "model"),
                     need_identity: bool = False, hint: str = "") -> dict:
     """The checkpoint at ``path``, or a one-line error naming the file: unreadable, lacking ``keys``, of
     another run than ``cfg``'s, of another ``phase``, or (``need_identity``) without identity."""
-    from gradlab.runfolder import RunFolderError
-
     name = repr(str(path))
     try:
         with warnings.catch_warnings():
@@ -281,113 +230,3 @@ def resume_point(folder: Path, cfg=None) -> tuple[dict | None, dict | None]:
     return last, mid
 
 
-# ------------------------------------------------------------------------------------- the plan
-class ResumePlan:
-    """What ``gradlab.run(..., resume=True)`` found in the folder and how it goes on."""
-
-    def __init__(self, folder: Path, finished: bool = False, last: dict | None = None, mid: dict | None = None):
-        self.folder, self.finished, self.last, self.mid = folder, finished, last, mid
-        self.in_place = not finished
-
-    def describe(self) -> str:
-        if self.mid is not None:
-            return f"phase {self.mid['phase']}, after epoch {self.mid['epoch']}"
-        if self.last is not None:
-            return f"after phase {self.last['phase']}"
-        return "the start (no checkpoint had been written)"
-
-    def check_machine(self, device_type: str, precision: str) -> None:
-        """The run goes on in the device kind and precision it started with (``device`` and ``precision``
-        auto may resolve otherwise on another machine), or a one-line error."""
-        from gradlab.runfolder import RunFolderError
-
-        state = self.mid if self.mid is not None else self.last
-        if state is None:
-            return
-        then = (state.get("device_type", device_type), state.get("precision", precision))
-        if then != (device_type, precision):
-            raise RunFolderError(f"resume: the run in {str(self.folder)!r} trained on {then[0]} in {then[1]}, but "
-                                 f"here its settings mean {device_type} in {precision}; resume it on a machine like the "
-                                 "one it started on, or pass --overwrite to start again")
-
-    def probe_log(self):
-        """The probe rows written before the interruption (cut back to the checkpoint when restoring)."""
-        import pandas as pd
-
-        from gradlab.probes import ProbeLog
-
-        path = self.folder / "probes.parquet"
-        return ProbeLog.from_frame(pd.read_parquet(path)) if path.is_file() else ProbeLog()
-
-    def hook(self, writer):
-        """``Trainer.fit(resume=...)``: restore the last phase, then (inside ``run_phase``) the mid-phase state."""
-        last, mid = self.last, self.mid
-
-        def resume(trainer):
-            first = 0
-            if last is not None:
-                restore_phase(trainer, writer, last, cut_probes=mid is None)
-                first = last["phase"] + 1
-            if mid is None:
-                return first, None
-
-            def within(trainer_):
-                restore_within_phase(trainer_, writer, mid)
-                return mid["epoch"] + 1
-            return first, within
-        return resume
-
-
-def plan_resume(out: Path, cfg) -> ResumePlan | None:
-    """None when ``out`` holds nothing yet (a fresh run, with a warning); else the plan, or a one-line error
-    saying why the folder cannot be resumed with these settings."""
-    from gradlab.config import ConfigError, RunConfig
-    from gradlab.records import RunFolderWarning
-    from gradlab.runfolder import LOCK_NAME, RunFolderError, describe_holder, lock_holder
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"out: {str(out)!r} exists and is not a folder")
-    if not out.is_dir() or not any(p.name != LOCK_NAME for p in out.iterdir()):
-        warnings.warn(f"nothing to resume in {str(out)!r}: starting a fresh run", RunFolderWarning, stacklevel=3)
-        return None
-    holder = lock_holder(out)
-    if holder is not None and not holder.get("stale"):
-        raise RunFolderError(f"resume: {str(out)!r} is in use by a gradlab run ({describe_holder(holder)}); "
-                             "wait for it to finish")
-    if not (out / "config.yaml").is_file():
-        raise RunFolderError(f"resume: {str(out)!r} holds files but no gradlab run (no config.yaml); "
-                             "choose another folder or pass --overwrite")
-    try:
-        stored = RunConfig.from_yaml(out / "config.yaml")
-    except ConfigError as err:
-        raise RunFolderError(f"resume: {str(out / 'config.yaml')!r} is broken ({err}); pass --overwrite") from None
-    differ = differing_settings(stored, cfg)
-    if differ:
-        raise RunFolderError(f"resume: the settings differ from the run in {str(out)!r}: {'; '.join(differ)}; "
-                             "resume with the stored settings, or pass --overwrite to start again")
-    summary = out / "summary.json"
-    if summary.is_file():
-        try:
-            status = json.loads(summary.read_text()).get("status", "complete")
-        except (ValueError, AttributeError):
-            raise RunFolderError(f"resume: {str(summary)!r} is corrupt; pass --overwrite") from None
-        if status == "complete":
-            return ResumePlan(out, finished=True)
-        raise RunFolderError(f"resume: the run in {str(out)!r} {status}; resuming would repeat it: change the "
-                             "settings and pass --overwrite")
-    if not stored.checkpoints:
-        raise RunFolderError(f"resume: the run in {str(out)!r} was started with checkpoints off, so it cannot be "
-                             "resumed; pass --overwrite to start again")
-    last, mid = resume_point(out, stored)       # checked against the stored settings (written with the checkpoints)
-    return ResumePlan(out, last=last, mid=mid)
-
-
-def differing_settings(stored, wanted) -> list[str]:
-    """'field: stored X, asked Y' for every setting (that changes the numbers) that differs."""
-    import yaml
-
-    a = yaml.safe_load(yaml.safe_dump(stored.to_dict()))
-    b = yaml.safe_load(yaml.safe_dump(wanted.to_dict()))
-    return [f"{key}: stored {a.get(key)!r}, asked {b.get(key)!r}" for key in sorted(set(a) | set(b))
-            if key not in NOT_COMPARED and a.get(key) != b.get(key)]

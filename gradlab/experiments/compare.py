@@ -1,7 +1,7 @@
 """Compare methods on one scenario: a tidy table, a markdown/CSV comparison and an accuracy-curve figure.
 
 ``compare(["finetune", "icarl", "dgr"], scenario="synthetic", tasks=6, ...)`` (``["all"]``: every method)
-trains (or reuses, from the run cache of :mod:`gradlab.figures`) one run per method with the same settings
+trains (or reuses, from the run cache of :mod:`gradlab.experiments.paper_figures`) one run per method with the same settings
 and seed, and writes into ``out``: ``comparison.csv`` / ``comparison.md`` (one row per method: average
 incremental accuracy both ways, final accuracy both ways, average forgetting, final many / medium / few
 accuracy) and ``accuracy_curves.{png,pdf,csv}``. All numbers are fractions in [0, 1] in the CSV and
@@ -14,8 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from gradlab.config import ConfigError, RunConfig, check_count, check_folder
-from gradlab.records import write_text
+from gradlab.analysis import tables as T
+from gradlab.checks import check_folder, check_int
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError
+from gradlab.experiments.paper_figures import check_figure_inputs, write_figure
+from gradlab.files import write_text
+from gradlab.methods import METHODS, build_method, list_methods
+from gradlab.plots import curves as F
+from gradlab.runs.executor import run_many
 
 COLUMNS = {
     "average_incremental_accuracy": "avg. inc. acc. (weighted)",
@@ -35,8 +42,6 @@ ALL_ORDER = ["finetune", "icarl", "eeil", "eeil-2stage", "bic", "wa", "lucir", "
 
 def expand_methods(methods) -> list[str]:
     """The method list with ``"all"`` replaced by every registered method (in ``ALL_ORDER``), duplicates dropped."""
-    from gradlab.methods import METHODS
-
     every = [m for m in ALL_ORDER if m in METHODS] + sorted(set(METHODS) - set(ALL_ORDER))
     expanded = [m for item in methods for m in (every if item == "all" else [item])]
     return list(dict.fromkeys(expanded))
@@ -44,8 +49,6 @@ def expand_methods(methods) -> list[str]:
 
 def comparison_configs(methods, method_args: dict | None = None, **settings) -> dict[str, RunConfig]:
     """One validated RunConfig per method, identical but for the method (and its ``method_args[name]``)."""
-    from gradlab.methods import METHODS, build_method
-
     methods = expand_methods(methods or [])
     if not methods:
         raise ConfigError("methods: give at least one method; allowed: " + ", ".join(sorted(METHODS)))
@@ -68,8 +71,6 @@ def comparison_configs(methods, method_args: dict | None = None, **settings) -> 
 def comparison_table(records: dict) -> pd.DataFrame:
     """One row per method with the summary metrics (fractions; None where undefined). ``records``:
     {method: RunRecord}, or {method: {seed: RunRecord}} for mean, sample std (``<metric>_std``) and ``seeds``."""
-    from gradlab.methods import list_methods
-
     about = list_methods()
     rows = []
     for name, runs in records.items():
@@ -108,14 +109,10 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
             method_args: dict | None = None, progress: bool = False, seeds=None, backend: str = "local",
             address: str | None = None, workers: int | None = None, confirm=None, **settings) -> pd.DataFrame:
     """Run (or reuse) every method on the same scenario, for every seed of ``seeds`` (default: the settings'
-    seed), in parallel through :func:`gradlab.executor.run_many` (``backend`` local or ray; ``workers`` runs at a
+    seed), in parallel through :func:`gradlab.runs.executor.run_many` (``backend`` local or ray; ``workers`` runs at a
     time, default one per core; ``confirm``: see ``run_many``), and write the comparison files into ``out``."""
     import sys
 
-    from gradlab.executor import run_many
-    from gradlab.figures import check_figure_inputs, write_figure
-    from gradlab.plots import figures as F
-    from gradlab.plots import tables as T
 
     configs = comparison_configs(methods, method_args, **settings)
     seeds = [next(iter(configs.values())).seed] if seeds is None else list(seeds)
@@ -128,7 +125,7 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
     check_folder("out", out)
     check_folder("cache_dir", cache_dir)
     if workers is not None:
-        check_count("workers", workers, 1, 4096)
+        check_int("workers", workers, 1, 4096)
     out = Path(out)
     check_figure_inputs(runs.values(), out)
     out.mkdir(parents=True, exist_ok=True)

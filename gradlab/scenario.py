@@ -20,9 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from gradlab.config import RunConfig
 from gradlab.data.holdout import HOLDOUTS, official_holdout, stratified_holdout
 from gradlab.data.profiles import class_order, long_tail_counts, task_sizes
-from gradlab.data.sources import SOURCE_INFO, DataError, ImageSet, Source, load_source
+from gradlab.data.sources import SOURCE_INFO, ImageSet, Source, load_source
+from gradlab.errors import DataError
 
 SELECTION_SEED = 0  # the official IMBALANCECIFAR100 picks each class's images with seed 0, whatever --seed
 
@@ -194,8 +196,6 @@ class Scenario:
     def from_config(cls, cfg) -> "Scenario":
         """Build the scenario a :class:`~gradlab.config.RunConfig` (or a mapping of its settings) describes
         (loads the source)."""
-        from gradlab.config import RunConfig
-
         if isinstance(cfg, dict):
             cfg = RunConfig.from_dict(cfg, source="Scenario.from_config")
         elif isinstance(cfg, RunConfig):

@@ -1,4 +1,4 @@
-"""Tidy pandas tables behind every figure, computed from :class:`gradlab.records.RunRecord` s.
+"""Tidy pandas tables behind every figure, computed from :class:`gradlab.runs.records.RunRecord` s.
 
 The CSV written next to each figure is exactly one of these tables. Quantities follow the DGR paper
 (He & Zhu, "Gradient Reweighting: Towards Imbalanced Class-Incremental Learning", CVPR 2024) and

@@ -9,9 +9,9 @@ Layout::
     summary.json          headline numbers and each phase's method log (``phase_log``: WA's gamma, BiC's
                           alpha/beta, ...); written last. ``status``: "complete", or "diverged" (then no
                           accuracy, and ``error`` says where); no summary.json = killed or still running
-    .lock                 while a run writes the folder: its pid and host (see gradlab.runfolder)
+    .lock                 while a run writes the folder: its pid and host (see gradlab.runs.folder)
     checkpoints/phase_N.pt  model + memory + method + RNG state after phase N (load with weights_only=True);
-    checkpoints/mid_phase.pt  the same inside a phase, every ``checkpoint_every`` epochs (see gradlab.resume)
+    checkpoints/mid_phase.pt  the same inside a phase, every ``checkpoint_every`` epochs (see gradlab.runs.resume)
 
 Metric names in ``metrics.parquet``: ``class_acc`` (per class), ``task_acc`` (acc[t, u]),
 ``acc_all_seen`` (class-weighted A_t), ``acc_task_mean`` (unweighted over tasks), ``forgetting_task``,
@@ -21,64 +21,25 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from gradlab import metrics as M
-from gradlab.config import ConfigError, RunConfig
-from gradlab.resume import MID_PHASE
-from gradlab.runfolder import RunFolderError, describe_holder, lock_holder
-from gradlab.trainer import Callback
-
-
-# ---------------------------------------------------------------------- atomic writes
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write via ``write(tmp_path)`` to a temp file in the same folder, then rename over ``path``. A failed
-    write (full disk, read-only, I/O error) raises :class:`gradlab.runfolder.WriteError` naming ``path``."""
-    import errno
-    import shutil
-
-    from gradlab.runfolder import write_error
-
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as err:
-        raise write_error(path, err) from err
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise write_error(path, err) from err
-    except BaseException as err:
-        try:                             # torch.save reports a full disk as a RuntimeError
-            full = isinstance(err, RuntimeError) and shutil.disk_usage(path.parent).free < 2**20
-        except OSError:
-            full = False
-        Path(tmp).unlink(missing_ok=True)
-        if full:
-            raise write_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from err
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+from gradlab.analysis import metrics as M
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError, RunFolderError, RunFolderWarning
+from gradlab.files import plain, to_json, write_parquet, write_text
+from gradlab.runs.checkpoints import (
+    MID_PHASE,
+    capture,
+    read_checkpoint,
+    run_identity,
+    write_checkpoint,
+)
+from gradlab.runs.folder import describe_holder, lock_holder
+from gradlab.training.trainer import Callback
 
 
 # ---------------------------------------------------------------------- tables
@@ -141,13 +102,6 @@ def summarize(correct: np.ndarray, test_counts, class_task, train_counts) -> dic
     }
 
 
-def _plain(value):
-    """JSON fallback for the phase log: tensors and numpy values as plain numbers / lists."""
-    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
-        return value.tolist()
-    raise TypeError(f"phase_log holds a {type(value).__name__}, which cannot be written to JSON")
-
-
 def _nan_to_none(value):
     value = float(value)
     return None if np.isnan(value) else value
@@ -173,7 +127,7 @@ class RecordWriter(Callback):
         write_parquet(self.out / "classes.parquet", table)
 
     def after_task(self, ctx) -> None:
-        self.phase_log.append(json.loads(json.dumps({"phase": ctx.phase, **ctx.phase_log}, default=_plain)))
+        self.phase_log.append(json.loads(json.dumps({"phase": ctx.phase, **ctx.phase_log}, default=plain)))
 
     def after_eval(self, ctx) -> None:
         s = ctx.scenario
@@ -196,17 +150,11 @@ class RecordWriter(Callback):
             write_parquet(self.out / "probes.parquet", self.probe_log.frame())
 
     def _checkpoint(self, ctx, name: str, within_phase: bool) -> None:
-        from gradlab.resume import capture, run_identity
-
-        if self.trainer is None:         # a writer without its trainer (tests driving one by hand)
-            state = {"phase": ctx.phase, "model": ctx.model.state_dict(), "memory": ctx.memory.state_dict(),
-                     "head_task_sizes": list(ctx.model.head.task_sizes), "correct": torch.as_tensor(ctx.correct)}
-        else:
-            state = capture(self.trainer, self, within_phase)
+        state = capture(self.trainer, self, within_phase)
         state["run"] = run_identity(ctx.cfg)          # whose checkpoint it is (resume refuses another run's)
         folder = self.out / "checkpoints"
         folder.mkdir(exist_ok=True)
-        atomic_write(folder / name, lambda tmp: torch.save(state, tmp))
+        write_checkpoint(folder / name, state)
 
     def after_run(self, ctx) -> None:
         s = ctx.scenario
@@ -221,19 +169,6 @@ class RecordWriter(Callback):
         summary = {"status": status, "complete": False, "error": error, "phases_done": phases_done,
                    **self.extra_summary, "phase_log": self.phase_log}
         write_text(self.out / "summary.json", to_json(summary))
-
-
-def to_json(values: dict) -> str:
-    """Strict JSON: NaN and infinities become null (``json.dumps`` would write bare ``NaN``)."""
-    def clean(v):
-        if isinstance(v, float) and not np.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-    return json.dumps(clean(values), indent=2, allow_nan=False)
 
 
 # ---------------------------------------------------------------------- reader
@@ -377,7 +312,6 @@ class RunRecord:
         have = sorted(int(p.stem.split("_")[1]) for p in folder.glob("phase_*.pt") if p.stem.split("_")[1].isdigit())
         if not isinstance(phase, int) or isinstance(phase, bool) or phase not in have:
             raise RunFolderError(f"phase: no checkpoint for phase {phase!r} in {str(folder)!r}; available: {have}")
-        from gradlab.resume import read_checkpoint
 
         return read_checkpoint(folder / f"phase_{phase}.pt", self.config, phase)   # identity checked when present
 
@@ -395,7 +329,3 @@ def load_run(path: str | os.PathLike) -> RunRecord:
     if record.status != "complete":
         warnings.warn(record.explain(), RunFolderWarning, stacklevel=2)
     return record
-
-
-class RunFolderWarning(UserWarning):
-    """The loaded folder is not a finished run."""

@@ -17,18 +17,21 @@ import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from gradlab.config import ConfigError, RunConfig, SettingWarning, check_count, check_folder
-from gradlab.estimate import duration, estimate_seconds
-from gradlab.records import RunFolderWarning, RunRecord
-from gradlab.resume import NOT_COMPARED, differing_settings, settings_hash
-from gradlab.runfolder import RunFolderError
+import gradlab
+from gradlab.checks import check_folder, check_int
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError, RunFolderError, RunFolderWarning, SettingWarning
+from gradlab.runs.checkpoints import NOT_COMPARED, settings_hash
+from gradlab.runs.estimate import duration, estimate_seconds
+from gradlab.runs.records import RunRecord
+from gradlab.runs.resume import differing_settings
 
 NOT_HASHED = NOT_COMPARED          # settings that do not change a run's numbers (out, progress, checkpoint_every)
 
 
 def run_key(cfg: RunConfig) -> str:
     """A folder name for a run: method + a hash of every setting that changes its numbers."""
-    return f"{cfg.method}-{settings_hash(cfg)}"       # NOT_HASHED left out (gradlab.resume.settings_hash)
+    return f"{cfg.method}-{settings_hash(cfg)}"       # NOT_HASHED left out (gradlab.runs.resume.settings_hash)
 
 
 def _same_settings(record: RunRecord, cfg: RunConfig) -> bool:
@@ -51,8 +54,6 @@ def cached_record(cfg: RunConfig, cache_dir: str | Path) -> RunRecord | None:
 def cached_run(cfg: RunConfig, cache_dir: str | Path = "runs/cache", progress: bool = False,
                callbacks=()) -> RunRecord:
     """Load the finished run with exactly these settings from ``cache_dir``, or train it there (here)."""
-    import gradlab
-
     record = cached_record(cfg, cache_dir)
     if record is not None:
         return record
@@ -98,9 +99,6 @@ def _stop_pool(pool: ProcessPoolExecutor, pending) -> None:
 def train_into(cfg_dict: dict, folder: str) -> tuple[str, float]:
     """One run into ``folder``, resuming what an interrupted run left there; returns (folder, seconds).
     A folder that cannot be resumed (damaged, or another gradlab version's) is trained again from scratch."""
-    import gradlab
-    from gradlab.runfolder import RunFolderError
-
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():          # a new run has nothing to resume: no need to say so here
@@ -150,13 +148,13 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
     local Ray runtime, or on the cluster at ``address``). ``log`` (default: stderr) gets one line per finished
     run. A failed run does not stop the others; then, with ``errors`` (a dict), its one-line error is stored
     there under each of its names and its name is left out of the result; without, the first is raised.
-    Before training, ``log`` gets the number of runs and their estimated time (:mod:`gradlab.estimate`), and
+    Before training, ``log`` gets the number of runs and their estimated time (:mod:`gradlab.runs.estimate`), and
     ``confirm(seconds)`` (None: not estimated, on a Ray cluster), when given, may stop the start by raising.
     """
     check_folder("cache_dir", cache_dir)
     if workers is not None:
-        check_count("workers", workers, 1, 4096)
-    check_count("threads", threads, 1, 4096)
+        check_int("workers", workers, 1, 4096)
+    check_int("threads", threads, 1, 4096)
     if not isinstance(configs, dict) or not all(isinstance(c, RunConfig) for c in configs.values()):
         raise ConfigError("configs must be a mapping {name: RunConfig}")
     log = log if log is not None else (lambda line: print(line, file=sys.stderr, flush=True))

@@ -22,11 +22,14 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from gradlab.config import ConfigError, RunConfig, check_count, check_folder, load_yaml
-from gradlab.executor import run_key, run_many
-from gradlab.records import atomic_write, write_text
+from gradlab.analysis import tables as T
+from gradlab.checks import check_folder, check_int, read_yaml_file
+from gradlab.config import RunConfig
+from gradlab.errors import ConfigError
+from gradlab.files import atomic_write, write_text
+from gradlab.runs.executor import run_key, run_many
+from gradlab.runs.records import RunRecord
 
 SWEEP_KEYS = ("base", "grid", "list")
 NOT_METRICS = ("seed", "complete", "phase_log", "accuracy_per_phase", "task_sizes")
@@ -34,14 +37,7 @@ NOT_METRICS = ("seed", "complete", "phase_log", "accuracy_per_phase", "task_size
 
 def load_sweep(path) -> tuple[dict[str, RunConfig], list[str]]:
     """({run name: RunConfig}, the swept fields) from a sweep file; every run validated before any trains."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {str(path)!r} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"sweep file {str(path)!r} is not UTF-8 text (byte {err.start}); save it as UTF-8 YAML") from None
-    spec = load_yaml(text, f"sweep file {str(path)!r}")
+    spec = read_yaml_file(path, "sweep file")
     return expand_sweep(spec, source=str(path))
 
 
@@ -90,7 +86,7 @@ def default_sweep_out(path) -> Path:
 def run_sweep(path, out=None, backend: str = "ray", address: str | None = None, cpus_per_run: int = 1,
               gpus_per_run: float = 0.0, workers: int | None = None, log=None, confirm=None) -> pd.DataFrame:
     """Train (or reuse, or resume) every run of the sweep file; write sweep.csv and sweep.md into ``out``
-    (default :func:`default_sweep_out`); return the table. ``confirm``: see :func:`gradlab.executor.run_many`."""
+    (default :func:`default_sweep_out`); return the table. ``confirm``: see :func:`gradlab.runs.executor.run_many`."""
     configs, swept = load_sweep(path)
     out = default_sweep_out(path) if out is None else out
     if backend not in ("ray", "local"):
@@ -98,7 +94,7 @@ def run_sweep(path, out=None, backend: str = "ray", address: str | None = None, 
     if not isinstance(cpus_per_run, int) or cpus_per_run < 1:
         raise ConfigError(f"cpus_per_run must be an integer >= 1, got {cpus_per_run!r}")
     if workers is not None:
-        check_count("workers", workers, 1, 4096)
+        check_int("workers", workers, 1, 4096)
     check_folder("out", out)
     if not (isinstance(gpus_per_run, (int, float)) and not isinstance(gpus_per_run, bool)
             and 0 <= gpus_per_run <= 1024):
@@ -180,8 +176,6 @@ def sweep_markdown(table: pd.DataFrame, swept, source: str) -> str:
 def sweep_records(out) -> dict:
     """The finished runs of a sweep folder as {setting: {seed: RunRecord}} (setting: the swept values but the
     seed, e.g. "method=dgr"), read from ``OUT/sweep.csv``."""
-    from gradlab.records import RunRecord
-
     path = Path(out) / "sweep.csv"
     if not path.is_file():
         raise ConfigError(f"{str(path)!r} does not exist: is {str(out)!r} a folder written by gradlab sweep?")
@@ -196,9 +190,7 @@ def sweep_records(out) -> dict:
 
 def seed_curves(records: dict) -> pd.DataFrame:
     """Accuracy after every phase for {label: {seed: RunRecord}}: label, seed, phase, acc_all_seen, acc_task_mean
-    (what :func:`gradlab.plots.figures.accuracy_curves` draws as mean lines with ± 1 std bands)."""
-    from gradlab.plots import tables as T
-
+    (what :func:`gradlab.plots.curves.accuracy_curves` draws as mean lines with ± 1 std bands)."""
     frames = [T.accuracy_curves({label: record}).assign(seed=seed)
               for label, runs in records.items() for seed, record in runs.items()]
     return pd.concat(frames, ignore_index=True)[["label", "seed", "phase", "acc_all_seen", "acc_task_mean"]]

@@ -12,7 +12,7 @@
 each as PNG, PDF and the CSV behind it (one row per seed), and ``README.md``: the verdict table, the
 settings of every run and the measured time. Every run repeats over ``seeds`` (default 0, 1, 2); runs
 with the same settings are shared between figures; finished runs are reused from ``cache_dir``; the rest
-train in parallel worker processes (:mod:`gradlab.executor`).
+train in parallel worker processes (:mod:`gradlab.runs.executor`).
 
 ``quick=True`` (``make figures``) is the short CPU protocol on Fashion-MNIST-LT; ``quick=False`` the
 paper's recipe (160 epochs, batch 128, 10 % hold-out, RandomResizedCrop; ``scenario="cifar100"`` for
@@ -24,13 +24,21 @@ import sys
 import time
 from pathlib import Path
 
-from gradlab.config import PRESETS, ConfigError, RunConfig, check_count, check_folder
-from gradlab.executor import cached_run, run_key, run_many  # noqa: F401  (cached_run, run_key: public here too)
-from gradlab.records import atomic_write, write_text
+from gradlab.analysis import tables as T
+from gradlab.analysis import verdicts as V
+from gradlab.checks import check_folder, check_int
+from gradlab.config import PRESETS, RunConfig
+from gradlab.data.sources import SOURCE_INFO, check_source
+from gradlab.errors import ConfigError
+from gradlab.experiments.figures_readme import FILE_NAMES, figures_readme
+from gradlab.files import atomic_write, write_text
+from gradlab.methods import build_method
+from gradlab.plots import paper as P
+from gradlab.runs.executor import cached_run, run_key, run_many  # noqa: F401  (cached_run, run_key: public here too)
+from gradlab.runs.runner import check_out_dir
+from gradlab.training.trainer import pick_device
 
 FIGURES = ("fig2", "fig5", "weight_norms", "fig4")
-FILE_NAMES = {"fig2": "fig2_gradient_magnitudes", "fig5": "fig5_forgetting", "weight_norms": "weight_norms",
-              "fig4": "fig4_memory_imbalance"}
 SEEDS = (0, 1, 2)
 # The short protocol, fixed before any comparison of methods was looked at: the paper's memory (20 per
 # class), ρ = 100 and shuffled order; head classes cut to 1 000 images (50x the memory); five tasks of
@@ -47,8 +55,6 @@ FIG4_SETTINGS = {"memory": (10, 20, 50), "imbalance": (10, 50, 100)}
 
 def _settings(quick: bool, scenario: str, device: str, overrides: dict) -> dict:
     """What every run of every figure shares: the long-tailed scenario (ρ = 100, shuffled order), memory 20."""
-    from gradlab.data.sources import SOURCE_INFO
-
     if scenario not in SOURCE_INFO:
         raise ConfigError(f"scenario must be one of {list(SOURCE_INFO)}, got {scenario!r}")
     settings = {"scenario": scenario, "order": "lt", "imbalance": 100, "memory": 20, "device": device,
@@ -63,8 +69,6 @@ def _settings(quick: bool, scenario: str, device: str, overrides: dict) -> dict:
 def _split(name: str, quick: bool, scenario: str) -> dict:
     """Five tasks of two classes on 10-class sources; on 100 classes five even tasks (quick), or the
     paper's learning from half (50 + 5 x 10) with Figure 2's three tasks."""
-    from gradlab.data.sources import SOURCE_INFO
-
     if SOURCE_INFO[scenario].num_classes <= 10 or quick:
         return {"base": None, "tasks": 5}
     return {"base": None, "tasks": 3} if name == "fig2" else {"split": "lfh"}
@@ -109,11 +113,6 @@ def figure_configs(name: str, quick: bool = True, scenario: str = "fashion_mnist
 def check_figure_inputs(configs, out: Path) -> None:
     """Everything that can be checked before the first run of ``configs`` (RunConfigs): settings, data
     files, the output folder."""
-    from gradlab.data.sources import check_source
-    from gradlab.methods import build_method
-    from gradlab.runner import check_out_dir
-    from gradlab.trainer import pick_device
-
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out: {str(out)!r} exists and is not a folder")
     check_out_dir(out / ".gradlab-probe", overwrite=True)
@@ -136,7 +135,7 @@ def plan_configs(plans: dict) -> dict:
 def run_plans(plans: dict, cache_dir: str | Path = "runs/cache", workers: int | None = None, log=None,
               backend: str = "local", address: str | None = None, confirm=None) -> dict:
     """{(figure, key, seed): RunRecord} for {figure: figure_plan(...)}: cached runs loaded, the others
-    trained in parallel (:func:`gradlab.executor.run_many`; runs shared between figures train once)."""
+    trained in parallel (:func:`gradlab.runs.executor.run_many`; runs shared between figures train once)."""
     configs = plan_configs(plans)
     named = {" ".join(map(str, [name, *(key if isinstance(key, tuple) else [key]), "seed", seed])): cfg
              for (name, key, seed), cfg in configs.items()}
@@ -146,8 +145,6 @@ def run_plans(plans: dict, cache_dir: str | Path = "runs/cache", workers: int | 
 
 def figure_tables(plans: dict, records: dict) -> dict:
     """The per-seed table behind each figure (the CSVs) from ``records`` {(figure, key, seed): RunRecord}."""
-    from gradlab.plots import tables as T
-
     def by_seed(name):
         seeds = sorted({seed for runs in plans[name].values() for seed in runs})
         return {seed: {key: records[(name, key, seed)] for key in plans[name]} for seed in seeds}
@@ -167,9 +164,7 @@ def figure_tables(plans: dict, records: dict) -> dict:
 
 
 def figure_verdicts(tables: dict) -> list:
-    """The verdict rows (:mod:`gradlab.verdicts`) for the figures present in ``tables``."""
-    from gradlab import verdicts as V
-
+    """The verdict rows (:mod:`gradlab.analysis.verdicts`) for the figures present in ``tables``."""
     rows = []
     if "fig2" in tables:
         rows.append(V.fig2_verdict(tables["fig2"]))
@@ -188,9 +183,6 @@ def make_figures(out: str | Path = "runs/figures", quick: bool = True, scenario:
                  address: str | None = None, confirm=None, **overrides) -> dict[str, list[Path]]:
     """Run (or reuse) what the figures need and write them with their CSVs and a README; returns the files.
     ``confirm(seconds)`` is called with the estimated time before any training (it may stop the start)."""
-    from gradlab.figures_readme import figures_readme
-    from gradlab.plots import paper as P
-
     names = list(FIGURES if only is None else only)
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
@@ -198,7 +190,7 @@ def make_figures(out: str | Path = "runs/figures", quick: bool = True, scenario:
     check_folder("out", out)
     check_folder("cache_dir", cache_dir)
     if workers is not None:
-        check_count("workers", workers, 1, 4096)
+        check_int("workers", workers, 1, 4096)
     out = Path(out)
     plans = {name: figure_plan(name, quick, scenario, device, seeds, **overrides) for name in names}
     configs = plan_configs(plans)

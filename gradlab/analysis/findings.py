@@ -1,7 +1,7 @@
 """Findings: Markdown sentences *generated from the numbers a notebook computed*, never copied from the
 paper (He & Zhu, "Gradient Reweighting: Towards Imbalanced Class-Incremental Learning", CVPR 2024):
 which run forgot least and by how much, whether the newest task's rows grew, and whether that agrees
-with the paper's claim (:mod:`gradlab.verdicts`). Each returns a :class:`Finding` that renders as
+with the paper's claim (:mod:`gradlab.analysis.verdicts`). Each returns a :class:`Finding` that renders as
 Markdown and keeps its numbers in ``numbers``.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gradlab import verdicts as V
+from gradlab.analysis import verdicts as V
 
 
 @dataclass

@@ -24,12 +24,8 @@ import math
 
 import torch
 
-from gradlab.errors import GradlabError
-from gradlab.trainer import Callback
-
-
-class RunDiverged(GradlabError, RuntimeError):
-    """Training produced a non-finite or exploding loss, or non-finite or exploding weights; the message names where."""
+from gradlab.errors import RunDiverged
+from gradlab.training.trainer import Callback
 
 
 class DivergenceGuard(Callback):

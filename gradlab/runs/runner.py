@@ -14,24 +14,32 @@ import numpy as np
 import torch
 
 import gradlab
-from gradlab.config import ConfigError, RunConfig, SettingWarning
-from gradlab.context import Context
+from gradlab.config import RunConfig
 from gradlab.data.device_data import DeviceImages
 from gradlab.data.file_data import FileImages
+from gradlab.data.sources import check_source
 from gradlab.data.sources.files import FileImageSet
-from gradlab.data.scenario import Scenario
-from gradlab.data.sources import DataError, check_source
-from gradlab.divergence import DivergenceGuard, RunDiverged
-from gradlab.host_memory import keep_freed_memory
-from gradlab.memory import ExemplarMemory
+from gradlab.errors import (
+    ConfigError,
+    DataError,
+    RunDiverged,
+    RunFolderError,
+    RunInterrupted,
+    SettingWarning,
+    WriteError,
+)
 from gradlab.methods import build_method
 from gradlab.models.factory import build_backbone, default_backbone
 from gradlab.probes import ProbeLog, build_probes
-from gradlab.records import RecordWriter, RunRecord
-from gradlab.resume import plan_resume
-from gradlab.runfolder import (LOCK_NAME, RunFolder, RunFolderError, RunInterrupted, WriteError,
-                               describe_holder, lock_holder)
-from gradlab.trainer import EVENTS, Trainer, pick_device
+from gradlab.runs.folder import LOCK_NAME, RunFolder, describe_holder, lock_holder
+from gradlab.runs.records import RecordWriter, RunRecord
+from gradlab.runs.resume import plan_resume
+from gradlab.scenario import Scenario
+from gradlab.training.context import Context
+from gradlab.training.divergence import DivergenceGuard
+from gradlab.training.exemplars import ExemplarMemory
+from gradlab.training.host_memory import keep_freed_memory
+from gradlab.training.trainer import EVENTS, Trainer, pick_device
 
 
 def default_out(cfg: RunConfig) -> Path:
@@ -73,7 +81,7 @@ def build_context(cfg: RunConfig, scenario: Scenario, method) -> Context:
     """Model, memory and device data for one run (the seed fixes the model's initial weights)."""
     device = pick_device(cfg.device)
     if device.type == "cpu":
-        keep_freed_memory()        # no page-fault churn from the activation maps (gradlab.host_memory)
+        keep_freed_memory()        # no page-fault churn from the activation maps (gradlab.training.host_memory)
     torch.manual_seed(cfg.seed)
     model_name = default_backbone(cfg.scenario) if cfg.model == "auto" else cfg.model
     backbone = build_backbone(model_name, in_channels=scenario.source.image_shape[2])

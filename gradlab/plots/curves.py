@@ -3,7 +3,7 @@
 The paper's figures (``fig2``, ``fig5``, ``weight_norms``, ``fig4``) live in :mod:`gradlab.plots.paper`
 and are re-exported here.
 
-Each function takes the tidy table from :mod:`gradlab.plots.tables` (or, for convenience, what that
+Each function takes the tidy table from :mod:`gradlab.analysis.tables` (or, for convenience, what that
 table is built from: a RunRecord or a ``{label: RunRecord}`` mapping). Paper = He & Zhu, "Gradient
 Reweighting: Towards Imbalanced Class-Incremental Learning", CVPR 2024. :func:`save` writes PNG + PDF.
 """
@@ -17,7 +17,9 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from gradlab.plots import palette, tables
+from gradlab.analysis import tables
+from gradlab.files import atomic_write
+from gradlab.plots import palette
 from gradlab.plots.paper import fig2, fig4, fig5, weight_norms  # noqa: F401  (re-exported)
 
 SHOT_ORDER = ("many", "medium", "few")
@@ -128,8 +130,6 @@ def forgetting_vs_count(table) -> Figure:
 # ---------------------------------------------------------------------- files
 def save(fig: Figure, path_without_suffix) -> list[Path]:
     """Write ``fig`` as ``<path>.png`` (dpi 150) and ``<path>.pdf``, atomically; returns both paths."""
-    from gradlab.records import atomic_write
-
     base = Path(path_without_suffix)
     base.parent.mkdir(parents=True, exist_ok=True)
     written = []

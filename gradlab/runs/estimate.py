@@ -17,9 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from gradlab.config import ConfigError, RunConfig
+from gradlab.config import RunConfig
 from gradlab.data.profiles import class_order, long_tail_counts, task_sizes
 from gradlab.data.sources import SOURCE_INFO
+from gradlab.errors import ConfigError
+from gradlab.models.factory import build_backbone
+from gradlab.runs.runner import run_precision, uses_channels_last
+from gradlab.training.trainer import pick_device
 
 STARTUP_S = 3.0           # a run's fixed cost before its first step (imports, data, model), measured on 2 cores
 LONG_S = 30 * 60          # asking before starting more than this on a CPU
@@ -45,9 +49,6 @@ def train_images(cfg: RunConfig) -> tuple[int, int]:
 
 def throughput(cfg: RunConfig, threads: int = 1) -> float:
     """Training images per second of ``cfg``'s network on this machine (a few timed steps on random images)."""
-    from gradlab.runner import run_precision, uses_channels_last
-    from gradlab.trainer import pick_device
-
     device = pick_device(cfg.device)
     model = cfg.model if cfg.model != "auto" else SOURCE_INFO[cfg.scenario].model
     h, w, c = SOURCE_INFO[cfg.scenario].image_shape
@@ -59,8 +60,6 @@ def throughput(cfg: RunConfig, threads: int = 1) -> float:
 @lru_cache(maxsize=32)
 def _throughput(model_name: str, shape: tuple, batch: int, precision: str, channels_last: bool, device: str,
                 threads: int) -> float:
-    from gradlab.models.factory import build_backbone
-
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gradlab.context import Context
-from gradlab.schedules import build_schedule
+from gradlab.errors import ConfigError
+from gradlab.training.context import Context
+from gradlab.training.schedules import build_optimizer, build_schedule
 
 EVENTS = ("before_run", "before_task", "before_epoch", "before_backward", "after_backward", "after_step",
           "after_epoch", "after_task", "after_eval", "after_run")
@@ -59,7 +60,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the run
     def fit(self, resume=None) -> Context:
-        """Every phase in order. ``resume(trainer) -> (first phase, within)`` (gradlab.runner) restores a
+        """Every phase in order. ``resume(trainer) -> (first phase, within)`` (gradlab.runs.runner) restores a
         checkpoint first; ``within(trainer) -> next epoch`` restores the inside of that first phase."""
         ctx = self.ctx
         ctx.correct = np.full((ctx.scenario.num_tasks, ctx.scenario.num_classes), np.nan)
@@ -99,8 +100,7 @@ class Trainer:
         ctx.train_indices = np.concatenate([ctx.memory.indices(), task.train_indices]).astype(np.int64)
         self.method.before_task(ctx)
         self.emit("before_task")
-        ctx.optimizer = torch.optim.SGD([p for p in ctx.model.parameters() if p.requires_grad], lr=cfg.lr,
-                                        momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        ctx.optimizer = build_optimizer(ctx.model, cfg)
         self.schedule = build_schedule(ctx.optimizer, cfg)
         ctx.step = -1
 
@@ -205,8 +205,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from gradlab.config import ConfigError
-
         raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; allowed here: auto, cpu")
     return torch.device(name)
 

@@ -16,9 +16,9 @@ import torch
 if TYPE_CHECKING:  # imports for type checkers only; avoids import cycles at run time
     from gradlab.config import RunConfig
     from gradlab.data.device_data import Batch, DeviceImages
-    from gradlab.data.scenario import Scenario, Task
-    from gradlab.memory import ExemplarMemory
     from gradlab.models.factory import IncrementalNet, ModelOutput
+    from gradlab.scenario import Scenario, Task
+    from gradlab.training.exemplars import ExemplarMemory
 
 
 @dataclass

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import platform
 
-from gradlab.figures import FILE_NAMES
-from gradlab.verdicts import Stat, markdown
+from gradlab.analysis.verdicts import Stat, markdown
 
+# each figure's files (.png, .pdf, .csv) under the output folder
+FILE_NAMES = {"fig2": "fig2_gradient_magnitudes", "fig5": "fig5_forgetting", "weight_norms": "weight_norms",
+              "fig4": "fig4_memory_imbalance"}
 SETTING_COLUMNS = ("scenario", "order", "imbalance", "max_per_class", "base", "tasks", "split", "memory",
                    "model", "epochs", "batch_size", "augment", "val_fraction", "precision")
 ABOUT = {
@@ -60,7 +62,7 @@ def figures_readme(plans, records, tables, rows, quick: bool, timing: dict) -> s
              "## Verdicts", "",
              "Reproduced: every check holds with the mean ± std intervals apart; not reproduced: a check fails "
              "with the intervals apart; inconclusive: the intervals overlap. Std over seeds (ddof = 1). The "
-             "numbers are recomputed from the CSVs by `gradlab.verdicts`.", "",
+             "numbers are recomputed from the CSVs by `gradlab.analysis.verdicts`.", "",
              markdown(rows), ""]
     for name, plan in plans.items():
         lines += [f"## `{FILE_NAMES[name]}` (.png, .pdf, .csv)", "", ABOUT[name], "",

@@ -1,6 +1,6 @@
 """An ipywidgets explorer: pick a scenario and a method, press Run, watch the probes.
 
-    from gradlab.widgets import explorer
+    from gradlab.notebook.explorer import explorer
     explorer(method="dgr", epochs=5)      # the last line of a notebook cell; Fashion-MNIST-LT by default
 
 The controls (scenario, order, ρ, method, method args, base, tasks, memory, epochs, seed, max per class,
@@ -37,9 +37,16 @@ import numpy as np
 import yaml
 
 import gradlab
-from gradlab.config import DEVICES, SCENARIOS, ConfigError, LimitedLoader, RunConfig
+from gradlab.analysis import tables
+from gradlab.checks import LimitedLoader
+from gradlab.config import DEVICES, SCENARIOS, RunConfig
 from gradlab.data.profiles import ORDERS
-from gradlab.trainer import Callback
+from gradlab.errors import ConfigError
+from gradlab.experiments.paper_figures import QUICK_MAX_PER_CLASS
+from gradlab.methods import build_method, method_options
+from gradlab.plots import interactive
+from gradlab.plots.static import figure_bundle, to_matplotlib
+from gradlab.training.trainer import Callback
 
 #: Starting values of the controls: Fashion-MNIST-LT (real images, 10 classes) as ``make figures`` has it
 #: (ρ = 100, head classes cut to 1 000 images, 5 tasks of 2 classes, 20 exemplars per class), with half its
@@ -111,8 +118,6 @@ def format_method_args(args: dict | str | None) -> str:
 
 def scenario_cap(scenario: str) -> int:
     """The max-per-class value the field takes for a scenario: its cap in ``make figures`` (0 = none)."""
-    from gradlab.figures import QUICK_MAX_PER_CLASS
-
     return int(QUICK_MAX_PER_CLASS.get(scenario) or 0)
 
 
@@ -125,8 +130,6 @@ def config_from_controls(values: dict, extras: dict | None = None,
     the method-args field (:func:`parse_method_args`) or a dict, and is checked against the method.
     Raises :class:`gradlab.ConfigError` with the field's name when a value is not allowed.
     """
-    from gradlab.methods import build_method
-
     cfg = {**RUN_EXTRAS, **(extras or {}), **values}
     if not cfg.get("base"):
         cfg["base"] = None
@@ -264,8 +267,6 @@ class Explorer(W.VBox):
         self.method_help = W.HTML()
 
         def describe(_=None):
-            from gradlab.methods import method_options
-
             name = c["method"].value
             options = ", ".join(method_options(name)) if name in methods else ""
             self.method_help.value = (f"<i>{name}</i>: {_escape(methods.get(name, ''))}"
@@ -333,8 +334,6 @@ class Explorer(W.VBox):
 
     def _gradient_panel(self):
         """Figure 2 for the latest run, on its classification loss (CE, or NCA for PODNet / SIR)."""
-        from gradlab.plots import interactive, tables
-
         term = tables.classification_term(self.record)
         name = term.removeprefix("grad_")
         return interactive.gradient_magnitudes(
@@ -343,8 +342,6 @@ class Explorer(W.VBox):
 
     def update_panels(self) -> None:
         """Redraw the three figures from ``records`` / ``record``, and the outputs under the widget."""
-        from gradlab.plots import interactive, tables
-
         latest = {run_label(self.record.config): self.record}
         makers = {
             "accuracy": lambda: interactive.accuracy_curves(tables.accuracy_curves(self.records),
@@ -377,8 +374,6 @@ class Explorer(W.VBox):
 
     def bundle(self, name: str) -> dict:
         """The display bundle of one output under the widget: ``summary`` (Markdown) or a figure (plotly + PNG)."""
-        from gradlab.plots.static import figure_bundle
-
         if name == "summary":
             return {"text/markdown": self.summary(), "text/plain": self.summary()}
         if name in self.figures:
@@ -395,8 +390,6 @@ class Explorer(W.VBox):
 
     def static_figures(self) -> dict:
         """Matplotlib copies of the three figures (the PNGs of the outputs): {name: Figure}."""
-        from gradlab.plots.static import to_matplotlib
-
         return {name: to_matplotlib(fig) for name, fig in self.figures.items()}
 
 

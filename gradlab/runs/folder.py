@@ -10,7 +10,6 @@ leaves the earlier record as it was.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -18,54 +17,10 @@ import socket
 import time
 from pathlib import Path
 
-from gradlab.config import ConfigError
+from gradlab.errors import RunFolderError
+from gradlab.files import write_error
 
 LOCK_NAME = ".lock"
-
-
-class RunFolderError(ConfigError):
-    """The run folder is in use, or holds something that is not what was asked for."""
-
-
-class WriteError(OSError):
-    """Writing ``filename`` failed (full disk, quota, read-only file system, I/O error); ``str`` is one line."""
-
-    def __str__(self) -> str:
-        return f"cannot write {self.filename!r}: {self.strerror}"
-
-
-def write_error(path: str | os.PathLike, err: OSError) -> WriteError:
-    """``err`` as a :class:`WriteError` naming ``path``; a full disk or quota also says the space left there."""
-    if isinstance(err, WriteError):
-        return err
-    code = err.errno if isinstance(err.errno, int) else errno.EIO
-    text = os.strerror(code) if code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO) else (err.strerror or str(err))
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        try:
-            folder = next(p for p in Path(path).absolute().parents if p.exists())
-            text += f" ({_size(shutil.disk_usage(folder).free)} free there)"
-        except (OSError, StopIteration):
-            pass
-    return WriteError(code, text, str(path))
-
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run: ``str`` says where; ``how`` to go on: "resume", "resume-fresh" (no checkpoint yet),
-    "overwrite" (checkpoints off) or "again" (an interrupted overwrite; the earlier record is kept)."""
-
-    def __init__(self, message: str, how: str):
-        super().__init__(message, how)
-        self.how = how
-
-    def __str__(self) -> str:
-        return self.args[0]
 
 
 def _alive(pid: int) -> bool:

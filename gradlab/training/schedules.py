@@ -1,4 +1,4 @@
-"""Learning-rate schedules of one phase (``lr_schedule``): the step schedule and FACIL's patience scheme.
+"""The optimizer and learning-rate schedules of one phase (``lr_schedule``): the step schedule and FACIL's patience scheme.
 
 The trainer calls ``end_epoch(validation_loss)`` after every epoch and stops the phase early once
 ``finished`` is true. ``validation_loss`` is None for schedules that do not need one (``needs_validation``).
@@ -18,6 +18,13 @@ import math
 import torch
 
 SCHEDULES = ("step", "patience")
+
+
+def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.SGD:
+    """SGD over the model's trainable parameters with the run's lr, momentum and weight decay (every phase,
+    and again when a phase resumes from a mid-phase checkpoint)."""
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 class StepSchedule:
