@@ -6,7 +6,10 @@ field and what is allowed (scikit-learn style).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 import yaml
 
 from gradlab.checks import (
+    LimitedLoader,
     check_choice,
     check_int,
     check_keys,
@@ -47,7 +51,9 @@ PRESETS: dict[str, dict[str, Any]] = {
               "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "memory": 20},
     "lfs": {"split": "lfs"},  # learning from scratch: C/20 base classes, 20 tasks (5 + 19x5 on CIFAR-100)
     "lfh": {"split": "lfh"},  # learning from half: C/2 base classes, then 5 tasks (50 + 5x10)
-    "quick": {"epochs": 2, "max_per_class": 100, "model": "small", "val_fraction": 0.0},
+    # the quick protocol (`make figures`, `gradlab figures --quick`): a short CPU recipe - the small CNN, 20 epochs of
+    # batch 32, bf16 autocast, NHWC; `make figures` also caps Fashion-MNIST's head classes at 1 000 images
+    "quick": {"model": "small", "epochs": 20, "batch_size": 32, "precision": "bf16", "channels_last": True},
 }
 SPLITS = ("custom", "lfs", "lfh")
 DEFAULT_TASKS = 5
@@ -137,6 +143,18 @@ class RunConfig:
         for name, value in recipe.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+
+    def folder_name(self) -> str:
+        """The run's folder name from its settings (``runs/<name>`` by default):
+        ``<scenario>-<method>-<order>-r<rho>-b<base>-t<tasks>-m<memory>-e<epochs>[-n<max per class>]-s<seed>``,
+        then ``-a<hash>`` when ``method_args`` are set, so runs that differ only there do not share a folder."""
+        base = "even" if self.base is None else self.base
+        name = (f"{self.scenario}-{self.method}-{self.order}-r{self.rho:g}-b{base}-t{self.tasks}-m{self.memory}"
+                f"-e{self.epochs}" + ("" if self.max_per_class is None else f"-n{self.max_per_class}") + f"-s{self.seed}")
+        if self.method_args:
+            text = json.dumps(self.method_args, sort_keys=True, default=str)
+            name += "-a" + hashlib.sha256(text.encode()).hexdigest()[:8]
+        return name
 
     def recipe_text(self) -> str:
         """The optimisation recipe in one line, e.g. ``small CNN, 20 epochs per task of batch 32, SGD lr 0.1
@@ -372,6 +390,53 @@ class RunConfig:
         if self.split == "lfh":
             return num_classes // 2, 6
         return self.base, self.tasks
+
+
+_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
+_PAIRS = re.compile(r"[,\s]+(?=" + _KEY + r"\s*=)")
+
+
+def parse_method_args(pairs: str | list | dict | None, field: str = "method_args") -> dict:
+    """Method arguments from text: ``"distillation=kd, eta=0"`` (pairs separated by commas and/or spaces, the
+    explorer's field) or a list of ``KEY=VALUE`` items (the CLI's repeated ``--method-arg``), each value read as
+    YAML (``true``, ``0.5``, ``[1, 2]``, ``"a b"``) -> ``{"distillation": "kd", "eta": 0}``. Empty -> ``{}``; a
+    dict is returned as it is. A bad pair is a :class:`ConfigError` naming ``field`` and the pair."""
+    if isinstance(pairs, dict):
+        return dict(pairs)
+    if isinstance(pairs, str):
+        text = pairs.strip().strip(",").strip()
+        pairs = _PAIRS.split(text) if text else []
+    args: dict = {}
+    for pair in pairs or []:
+        key, sep, value = str(pair).strip().rstrip(",").strip().partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not re.fullmatch(_KEY, key):
+            raise ConfigError(f"{field}: expected KEY=VALUE pairs (e.g. distillation=kd, eta=0), got {pair!r}")
+        if not value:
+            raise ConfigError(f"{field}: {key!r} has no value (write {key}=VALUE)")
+        if key in args:
+            raise ConfigError(f"{field}: {key!r} is given twice")
+        try:
+            args[key] = yaml.load(value, Loader=LimitedLoader)  # noqa: S506 - a SafeLoader subclass with limits
+        except (yaml.YAMLError, RecursionError) as err:
+            problem = " ".join(str(getattr(err, "problem", None) or err or "invalid YAML").split())
+            raise ConfigError(f"{field} {key}: {value!r} is not a plain YAML value ({problem}); "
+                              "use numbers, true/false, strings or [lists]") from None
+    return args
+
+
+def format_method_args(args: dict | str | None) -> str:
+    """The inverse of :func:`parse_method_args`: ``{"eta": 0, "distillation": "kd"}`` -> ``"eta=0, distillation=kd"``."""
+    if not args:
+        return ""
+    if isinstance(args, str):
+        return args
+
+    def value(v):
+        plain = isinstance(v, str) and v and not re.search(r"[\s,=:#\[\]{}'\"]", v)
+        return v if plain and yaml.safe_load(v) == v else json.dumps(v)
+
+    return ", ".join(f"{k}={value(v)}" for k, v in args.items())
 
 
 def scenario_recipes() -> dict[str, str]:

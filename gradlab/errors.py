@@ -26,6 +26,10 @@ class RunFolderInUse(RunFolderError):
     """Another live process holds the run folder's lock."""
 
 
+class RunFolderStopped(RunFolderError):
+    """The run folder holds a run that stopped (diverged, say): resuming it would repeat it."""
+
+
 class RunDiverged(GradlabError, RuntimeError):
     """Training produced a non-finite or exploding loss, or non-finite or exploding weights; the message names where."""
 

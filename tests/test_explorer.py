@@ -94,7 +94,7 @@ def test_explorer_defaults_to_fashion_mnist_and_keeps_digits(tmp_path):
 
 def test_explorer_seed_max_per_class_and_method_args(tmp_path):
     from gradlab.config import RunConfig
-    from gradlab.notebook.explorer import config_from_controls, explorer, run_name
+    from gradlab.notebook.explorer import config_from_controls, explorer
 
     ex = explorer(scenario="digits", method="dgr", seed=3, max_per_class=50, method_args="distillation=kd, eta=0.5",
                   out_root=tmp_path)
@@ -110,7 +110,9 @@ def test_explorer_seed_max_per_class_and_method_args(tmp_path):
     folders = {config_from_controls({**ex.values(), **change}, out_root=tmp_path)["out"]
                for change in ({}, {"seed": 5}, {"max_per_class": 40}, {"method_args": "eta=1"}, {"method_args": ""})}
     assert len(folders) == 5 and all(Path(f).parent == tmp_path for f in folders)
-    assert run_name(RunConfig.from_dict({"scenario": "digits", "seed": 7, "max_per_class": 30})).endswith("-n30-s7")
+    assert RunConfig.from_dict({"scenario": "digits", "seed": 7, "max_per_class": 30}).folder_name().endswith("-n30-s7")
+    plain = RunConfig.from_dict({"scenario": "digits", "seed": 7})      # the default run folder: runs/<name>
+    assert plain.folder_name() == "digits-finetune-lt-r100-beven-t5-m20-e10-s7", plain.folder_name()
     # a dict works too (explorer(method_args={...})), and is shown in the field as text
     ex2 = explorer(scenario="digits", method="dgr", method_args={"eta": 0, "distillation": "kd"}, out_root=tmp_path)
     assert ex2.controls["method_args"].value == "eta=0, distillation=kd"
@@ -118,8 +120,8 @@ def test_explorer_seed_max_per_class_and_method_args(tmp_path):
 
 
 def test_parse_method_args():
+    from gradlab.config import format_method_args, parse_method_args
     from gradlab.errors import ConfigError
-    from gradlab.notebook.explorer import format_method_args, parse_method_args
 
     assert parse_method_args("") == parse_method_args("  ") == parse_method_args(None) == {}
     assert parse_method_args("a=1 b=true, c=[1, 2],d='x y'  e=kd") == \
@@ -129,16 +131,19 @@ def test_parse_method_args():
     assert parse_method_args(format_method_args(args)) == args
     for bad, words in (("eta", ["method_args", "'eta'"]), ("eta=", ["method_args", "'eta'", "no value"]),
                        ("eta=1 eta=2", ["method_args", "twice"]), ("=3", ["method_args"]),
-                       ("eta=[1,", ["method_args", "'eta'", "YAML"])):
+                       ("eta=[1,", ["method_args eta", "YAML"])):
         with pytest.raises(ConfigError) as err:
             parse_method_args(bad)
         message = str(err.value)
         assert all(w in message for w in words), message
         assert "\n" not in message
+    assert parse_method_args(["a=1", "b=x, y"], "--method-arg") == {"a": 1, "b": "x, y"}   # the CLI: one pair each
+    with pytest.raises(ConfigError, match="--method-arg: 'a' is given twice"):
+        parse_method_args(["a=1", "a=2"], "--method-arg")
 
 
 @pytest.mark.parametrize("text, words", [
-    ("eta", ["method_args", "key=value"]),
+    ("eta", ["method_args", "KEY=VALUE"]),
     ("bogus=1", ["method_args", "bogus"]),
     ("distillation=nonsense", ["distillation", "nonsense"]),
     ("eta=[1,", ["method_args", "YAML"]),

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 import gradlab
 from gradlab.analysis import tables
+from gradlab.analysis.seeds import mean_std
 from gradlab.plots import curves as figures
 from gradlab.plots import interactive, palette, paper
 from gradlab.plots.static import to_matplotlib
@@ -163,7 +164,7 @@ def test_multi_seed_figures_show_means_and_spreads(runs, tmp_path):
     """Two 'seeds' (the two runs' tables, relabelled): bars / lines are the means, error bars the stds."""
     gm = tables.per_seed(tables.gradient_magnitudes, {0: runs["ce"], 1: runs["dgr"]})
     assert set(gm.seed) == {0, 1} and len(gm) == 2 * len(tables.gradient_magnitudes(runs["ce"]))
-    agg = tables.aggregate(gm, ["phase", "class"], ["value"])
+    agg = mean_std(gm, ["phase", "class"], ["value"])
     fig = figures.fig2(gm)
     ax = fig.axes[2]                                              # phase 2: every class
     expected = agg[agg.phase == 2].set_index("class").value_mean

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gradlab.cli.commands import _method_args, _run_config, build_parser
-from gradlab.config import RunConfig
+from gradlab.cli.commands import _run_config, build_parser
+from gradlab.config import RunConfig, parse_method_args
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", ROOT / "REPRODUCE.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -57,7 +57,7 @@ def check_gradlab(args: list[str]) -> None:
         args = {}
         for item in ns.method_args:
             method, _, pair = item.partition(":")
-            args.setdefault(method, {}).update(_method_args([pair]))
+            args.setdefault(method, {}).update(parse_method_args([pair]))
         comparison_configs(ns.methods, args, **{k: v for k, v in settings.items() if k not in ("method", "method_args")})
     elif ns.command == "figures":
         assert set(ns.only or FIGURES) <= set(FIGURES)

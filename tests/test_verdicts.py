@@ -5,20 +5,36 @@ import pytest
 
 from gradlab.analysis import tables
 from gradlab.analysis import verdicts as V
+from gradlab.analysis.seeds import mean_std, spearman
 
 
 def test_aggregate_mean_std_and_count_over_seeds():
     table = pd.DataFrame({"label": ["a", "a", "a", "b", "b"], "phase": [1, 1, 1, 1, 1], "seed": [0, 1, 2, 0, 1],
                           "x": [1.0, 2.0, 6.0, 4.0, 4.0], "y": [0.0, 0.0, 3.0, 1.0, 3.0]})
-    agg = tables.aggregate(table, ["label", "phase"], ["x", "y"])
+    agg = mean_std(table, ["label", "phase"], ["x", "y"])
     assert list(agg.columns) == ["label", "phase", "x_mean", "x_std", "y_mean", "y_std", "n"]
     a, b = agg.iloc[0], agg.iloc[1]
     assert (a.label, a.x_mean, a.y_mean, a.n) == ("a", 3.0, 1.0, 3)
     assert a.x_std == pytest.approx(np.std([1, 2, 6], ddof=1)) and b.y_std == pytest.approx(np.sqrt(2))
-    single = tables.aggregate(table[table.seed == 0], ["label"], ["x"])
+    single = mean_std(table[table.seed == 0], ["label"], ["x"])
     assert single.n.tolist() == [1, 1] and single.x_std.isna().all()         # one seed: no spread
     with pytest.raises(ValueError, match="lacks columns"):
-        tables.aggregate(table, ["label"], ["z"])
+        mean_std(table, ["label"], ["z"])
+
+
+def test_a_table_without_seeds_is_one_seed_and_keeps_its_other_columns():
+    table = pd.DataFrame({"label": ["a", "b"], "phase": [0, 0], "note": ["x", "y"], "x": [1, 2]})
+    one = mean_std(table, ["label"], ["x"])
+    assert one.x_mean.tolist() == [1.0, 2.0] and one.x_std.isna().all() and one.n.tolist() == [1, 1]
+    assert one.note.tolist() == ["x", "y"] and "x" not in one.columns
+
+
+def test_spearman_ranks_and_is_nan_when_undefined():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3, 4], [1, 1, 2, 2]) == pytest.approx(np.corrcoef([1, 2, 3, 4], [1.5, 1.5, 3.5, 3.5])[0, 1])
+    assert np.isnan(spearman([1, 2], [1, 2])) and np.isnan(spearman([1, 2, 3], [5, 5, 5]))
+    assert spearman([1, 2, np.nan, 3, 4], [1, 2, 9, 3, 4]) == pytest.approx(1.0)       # NaN pairs left out
 
 
 def test_per_seed_stacks_single_seed_tables():

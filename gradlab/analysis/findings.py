@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab.analysis import verdicts as V
+from gradlab.analysis.seeds import spearman
 
 
 @dataclass
@@ -171,7 +172,7 @@ def forgetting_count_finding(table: pd.DataFrame) -> Finding:
     lines.append(f"**What these runs show** (each old class after the last phase; {_seeds(n)}):")
     lines.append("")
     for label, part in table.groupby("label", sort=False):
-        rho = V.Stat.of([V._spearman(run["train_count"], run["forgetting"]) for _, run in part.groupby("seed")])
+        rho = V.Stat.of([spearman(run["train_count"], run["forgetting"]) for _, run in part.groupby("seed")])
         groups = part.groupby("shot_group")["forgetting"].mean()
         groups = groups.reindex([g for g in ("many", "medium", "few") if g in groups.index])
         worst = str(groups.idxmax()) if len(groups) and groups.notna().any() else "n/a"

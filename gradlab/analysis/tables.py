@@ -243,21 +243,6 @@ def per_seed(builder, records_by_seed: Mapping, **kwargs) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def aggregate(table: pd.DataFrame, by, values) -> pd.DataFrame:
-    """Mean, standard deviation (ddof = 1, NaN for a single seed) and count over seeds.
-
-    Groups ``table`` by the columns ``by``; for every column in ``values`` gives ``<col>_mean``,
-    ``<col>_std`` and one ``n`` (the number of seeds in the group). Group order is kept.
-    """
-    by, values = list(by), list(values)
-    check_table(table, by + values)
-    grouped = table.groupby(by, sort=False, dropna=False)
-    out = grouped[values].agg(["mean", "std"])
-    out.columns = [f"{col}_{stat}" for col, stat in out.columns]
-    out["n"] = grouped.size()
-    return out.reset_index()
-
-
 FIG4_COLUMNS = ["label", "method", "factor", "setting", "seed", "phase", "acc_all_seen", "acc_task_mean",
                 "average_incremental_accuracy"]
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from gradlab.analysis.seeds import spearman
+
 YES, NO, UNSURE = "yes", "no", "?"
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 
@@ -70,13 +72,6 @@ def verdict(checks) -> str:
     return INCONCLUSIVE
 
 
-def _spearman(x, y) -> float:
-    frame = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float)}).dropna()
-    if len(frame) < 3 or frame["x"].nunique() < 2 or frame["y"].nunique() < 2:
-        return float("nan")
-    return float(frame["x"].rank().corr(frame["y"].rank()))
-
-
 @dataclass(frozen=True)
 class Verdict:
     figure: str
@@ -93,7 +88,7 @@ def fig2_stats(table: pd.DataFrame) -> dict[str, Stat]:
     rho, ratio = [], []
     for _, run in table.groupby("seed"):
         new = run[run["group"] == "new"]
-        rho.append(_spearman(new["train_count"], new["value"]))
+        rho.append(spearman(new["train_count"], new["value"]))
         per_phase = [part[part["group"] == "old"]["value"].mean() / part[part["group"] == "new"]["value"].mean()
                      for phase, part in run.groupby("phase") if phase > 0]
         ratio.append(float(np.mean(per_phase)) if per_phase else float("nan"))
@@ -146,7 +141,7 @@ def weight_norm_stats(table: pd.DataFrame) -> dict[str, dict[str, Stat]]:
         for _, run in part.groupby("seed"):
             last = run["task"].max()
             ratio.append(run[run["task"] == last]["weight_norm"].mean() / run[run["task"] < last]["weight_norm"].mean())
-            rho.append(_spearman(run["train_count"], run["weight_norm"]))
+            rho.append(spearman(run["train_count"], run["weight_norm"]))
             cv.append(run["weight_norm"].std(ddof=0) / run["weight_norm"].mean())
         out[str(label)] = {"new_old_ratio": Stat.of(ratio), "spearman": Stat.of(rho), "cv": Stat.of(cv)}
     return out

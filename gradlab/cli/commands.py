@@ -14,9 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from gradlab.checks import LimitedLoader
 from gradlab.cli.parser import build_parser  # noqa: F401 - the parser, public here too
-from gradlab.config import PRESETS, RunConfig, scenario_recipes
+from gradlab.config import PRESETS, RunConfig, parse_method_args, scenario_recipes
 from gradlab.data.profiles import ORDERS
 from gradlab.data.sources import check_source
 from gradlab.data.sources.files import write_scenario_lists
@@ -43,27 +42,8 @@ def _run_config(ns: argparse.Namespace, not_settings: tuple) -> RunConfig:
     """The RunConfig of a `run`-style command: YAML file, then flags (``not_settings`` are other options)."""
     values = {k: v for k, v in vars(ns).items() if k not in ("command", "config", *not_settings)}
     if "method_args" in values:
-        values["method_args"] = _method_args(values["method_args"])
+        values["method_args"] = parse_method_args(values["method_args"], "--method-arg")
     return RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
-
-
-def _method_args(pairs: list[str]) -> dict:
-    import yaml
-
-    args = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--method-arg expects KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        if not key.strip():
-            raise ConfigError(f"--method-arg expects KEY=VALUE with a non-empty KEY, got {pair!r}")
-        try:
-            args[key] = yaml.load(value, Loader=LimitedLoader)  # noqa: S506 - a SafeLoader subclass with limits
-        except (yaml.YAMLError, RecursionError) as err:
-            problem = " ".join(str(getattr(err, "problem", None) or err or "invalid YAML").split())
-            raise ConfigError(f"--method-arg {key}: {value!r} is not a plain YAML value ({problem}); "
-                              "use numbers, true/false, strings or [lists]") from None
-    return args
 
 
 def command_data(ns: argparse.Namespace) -> int:
@@ -176,7 +156,7 @@ def command_compare(ns: argparse.Namespace) -> int:
         if not sep or "=" not in pair or "=" in method:
             raise ConfigError(f"--method-arg expects METHOD:KEY=VALUE (e.g. wa:clip=false), got {item!r}")
         per_method.setdefault(method, []).append(pair)
-    method_args = {method: _method_args(pairs) for method, pairs in per_method.items()}
+    method_args = {method: parse_method_args(pairs, "--method-arg") for method, pairs in per_method.items()}
     if not ns.quiet:
         print(f"compare {len(expand_methods(ns.methods))} methods x {len(ns.seeds or [settings['seed']])} seed(s) on "
               f"{settings['scenario']}: {RunConfig.from_dict({**settings, 'method': 'finetune'}).recipe_text()}",

@@ -43,7 +43,6 @@ SEEDS = (0, 1, 2)
 # The short protocol, fixed before any comparison of methods was looked at: the paper's memory (20 per
 # class), ρ = 100 and shuffled order; head classes cut to 1 000 images (50x the memory); five tasks of
 # two classes; a small CNN; 20 epochs of batch 32 (lr 0.1, /10 after epochs 10 and 15); bf16 + NHWC on CPU.
-QUICK = {"model": "small", "epochs": 20, "batch_size": 32, "precision": "bf16", "channels_last": True}
 QUICK_MAX_PER_CLASS = {"fashion_mnist": 1000}      # other sources: every image they have
 PAPER = {key: value for key, value in PRESETS["paper"].items() if key != "memory"}
 DISTILLATIONS = {"none": "none", "KD": "kd", "feature": "feature", "DAKD": "dakd"}
@@ -60,7 +59,7 @@ def _settings(quick: bool, scenario: str, device: str, overrides: dict) -> dict:
     settings = {"scenario": scenario, "order": "lt", "imbalance": 100, "memory": 20, "device": device,
                 "checkpoints": False, "progress": False, "probes": ["gradients", "weights", "accuracy"]}
     if quick:
-        settings.update(QUICK, max_per_class=QUICK_MAX_PER_CLASS.get(scenario))
+        settings.update(PRESETS["quick"], max_per_class=QUICK_MAX_PER_CLASS.get(scenario))
     else:
         settings.update(PAPER)
     return {**settings, **overrides}

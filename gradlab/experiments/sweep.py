@@ -114,6 +114,15 @@ def run_sweep(path, out=None, backend: str = "ray", address: str | None = None, 
     return table
 
 
+def stopped_status(folder: Path) -> str:
+    """What a run that did not finish left in its folder: "diverged" (its summary.json says so), else "failed"."""
+    try:
+        status = json.loads((folder / "summary.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return "failed"
+    return status if status == "diverged" else "failed"
+
+
 def sweep_table(configs, swept, records, errors, out: Path) -> pd.DataFrame:
     """One row per run: its swept settings, folder, status, error, and every scalar of its summary.json."""
     rows = []
@@ -127,7 +136,7 @@ def sweep_table(configs, swept, records, errors, out: Path) -> pd.DataFrame:
             row.update({k: v for k, v in record.summary.items()
                         if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)})
         else:
-            row["status"] = "diverged" if "diverged" in errors.get(name, "") else "failed"
+            row["status"] = stopped_status(Path(row["folder"]))
             row["error"] = errors.get(name)
         rows.append(row)
     return pd.DataFrame(rows)

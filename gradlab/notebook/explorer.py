@@ -25,23 +25,17 @@ a dict or as the field's text); any other ``RunConfig`` field (``batch_size=16``
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import time
 import uuid
 from pathlib import Path
 
 import ipywidgets as W
 import numpy as np
-import yaml
 
 import gradlab
 from gradlab.analysis import tables
-from gradlab.checks import LimitedLoader
-from gradlab.config import DEVICES, SCENARIOS, RunConfig
+from gradlab.config import DEVICES, SCENARIOS, RunConfig, format_method_args, parse_method_args
 from gradlab.data.profiles import ORDERS
-from gradlab.errors import ConfigError
 from gradlab.experiments.paper_figures import QUICK_MAX_PER_CLASS
 from gradlab.methods import build_method, method_options
 from gradlab.plots import interactive
@@ -65,55 +59,6 @@ MAX_COMPARED = 6               # runs kept in the accuracy panel
 PANELS = ("accuracy", "gradients", "weights")
 WAITING = ("No run yet: choose settings and press **Run**. The last run's summary and figures appear here, "
            "and stay in the notebook when it is saved.")
-
-
-_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
-_PAIRS = re.compile(r"[,\s]+(?=" + _KEY + r"\s*=)")
-
-
-def parse_method_args(text: str | dict | None) -> dict:
-    """``"distillation=kd, eta=0"`` (pairs separated by commas and/or spaces) -> ``{"distillation": "kd",
-    "eta": 0}``; each value is read as YAML like the CLI's ``--method-arg`` (``true``, ``0.5``, ``[1, 2]``,
-    ``"a b"``). An empty text is ``{}``; a dict is returned as it is. Raises :class:`ConfigError` naming
-    the ``method_args`` field and the bad pair."""
-    if isinstance(text, dict):
-        return dict(text)
-    text = (text or "").strip().strip(",").strip()
-    if not text:
-        return {}
-    args: dict = {}
-    for pair in _PAIRS.split(text):
-        pair = pair.strip().rstrip(",").strip()
-        key, sep, value = pair.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not re.fullmatch(_KEY, key):
-            raise ConfigError(f"method_args: expected key=value pairs separated by commas or spaces "
-                              f"(e.g. distillation=kd, eta=0), got {pair!r}")
-        if not value:
-            raise ConfigError(f"method_args: {key!r} has no value (write {key}=VALUE)")
-        if key in args:
-            raise ConfigError(f"method_args: {key!r} is given twice")
-        try:
-            args[key] = yaml.load(value, Loader=LimitedLoader)  # noqa: S506 - a SafeLoader subclass with limits
-        except (yaml.YAMLError, RecursionError) as err:
-            problem = " ".join(str(getattr(err, "problem", None) or err or "invalid YAML").split())
-            raise ConfigError(f"method_args: the value of {key!r} ({value!r}) is not valid YAML: {problem}") from None
-    return args
-
-
-def format_method_args(args: dict | str | None) -> str:
-    """The inverse of :func:`parse_method_args`: ``{"eta": 0, "distillation": "kd"}`` ->
-    ``"eta=0, distillation=kd"``."""
-    if not args:
-        return ""
-    if isinstance(args, str):
-        return args
-
-    def value(v):
-        plain = isinstance(v, str) and v and not re.search(r"[\s,=:#\[\]{}'\"]", v)
-        return v if plain and yaml.safe_load(v) == v else json.dumps(v)
-
-    return ", ".join(f"{k}={value(v)}" for k, v in args.items())
 
 
 def scenario_cap(scenario: str) -> int:
@@ -143,20 +88,8 @@ def config_from_controls(values: dict, extras: dict | None = None,
     cfg.pop("out", None)
     checked = RunConfig.from_dict(cfg, source="explorer")
     build_method(checked.method, checked, **checked.method_args)   # unknown / bad method args, by name
-    checked.out = str(Path(out_root) / run_name(checked))
+    checked.out = str(Path(out_root) / checked.folder_name())
     return checked.to_dict()
-
-
-def run_name(cfg: RunConfig) -> str:
-    """Folder name of one explorer run: every control value, so a rerun overwrites only itself."""
-    base = "even" if cfg.base is None else cfg.base
-    cap = "all" if cfg.max_per_class is None else cfg.max_per_class
-    name = (f"{cfg.scenario}-{cfg.method}-{cfg.order}-r{cfg.rho:g}-b{base}-t{cfg.tasks}-m{cfg.memory}"
-            f"-e{cfg.epochs}-n{cap}-s{cfg.seed}")
-    if cfg.method_args:
-        text = json.dumps(cfg.method_args, sort_keys=True, default=str)
-        name += "-a" + hashlib.sha256(text.encode()).hexdigest()[:8]
-    return name
 
 
 def run_label(cfg: RunConfig) -> str:
@@ -410,5 +343,5 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-__all__ = ["DEFAULTS", "Explorer", "ProgressCallback", "config_from_controls", "explorer", "format_method_args",
-           "parse_method_args", "run_label", "run_name", "scenario_cap"]
+__all__ = ["DEFAULTS", "Explorer", "ProgressCallback", "config_from_controls", "explorer", "run_label",
+           "scenario_cap"]

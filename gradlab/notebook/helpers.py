@@ -200,14 +200,6 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def seed_mean(table: pd.DataFrame, by, values) -> pd.DataFrame:
-    """Mean over seeds of ``values`` grouped by ``by``, with the original column names (a single-seed table)."""
-    if "seed" not in table.columns:
-        return table
-    agg = tables.aggregate(table, by, values)
-    return agg.rename(columns={f"{v}_mean": v for v in values})[list(by) + list(values)]
-
-
 def mean_matrix(records_by_seed: dict, kind: str = "accuracy") -> pd.DataFrame:
     """The mean over seeds of :func:`tables.phase_task_matrix` ({seed: RunRecord} -> phase x task)."""
     import warnings
@@ -236,5 +228,5 @@ def stats_frame(stats: dict, percent=(), digits: int = 3) -> pd.DataFrame:
 
 
 __all__ = ["Finding", "FigureRuns", "Progress", "fig2_finding", "fig5_finding", "figure_bundle", "figure_runs",
-           "forgetting_count_finding", "mean_matrix", "png_bytes", "reweighting_finding", "run_cached", "seed_mean",
+           "forgetting_count_finding", "mean_matrix", "png_bytes", "reweighting_finding", "run_cached",
            "show", "stats_frame", "to_matplotlib", "weight_norm_finding"]

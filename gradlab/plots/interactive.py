@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gradlab.analysis import tables
+from gradlab.analysis.seeds import mean_std
 from gradlab.plots import palette
 from gradlab.plots.paper import relative_norms
 
@@ -38,17 +39,10 @@ def _labels(table) -> list[str]:
 
 
 def _over_seeds(table: pd.DataFrame, by, values) -> tuple[pd.DataFrame, int]:
-    """A per-seed table (``seed`` column, :func:`tables.per_seed`) as its mean over seeds, with
-    ``<col>_std`` beside every value column (NaN for one seed), and the number of seeds; a
-    single-seed table as it is (n = 1)."""
-    if "seed" not in table.columns:
-        out = table.copy()
-        for col in values:
-            out[f"{col}_std"] = float("nan")
-        return out, 1
-    n = int(table["seed"].nunique())
-    agg = tables.aggregate(table, by, values)
-    agg = agg.rename(columns={f"{col}_mean": col for col in values})
+    """A per-seed table as its mean over seeds (:func:`~gradlab.analysis.seeds.mean_std`, the value columns under
+    their own names), ``<col>_std`` beside them (NaN for one seed), and the number of seeds."""
+    n = int(table["seed"].nunique()) if "seed" in table.columns else 1
+    agg = mean_std(table, by, values).rename(columns={f"{col}_mean": col for col in values})
     return agg, n
 
 

@@ -14,6 +14,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from gradlab.analysis import tables
+from gradlab.analysis.seeds import mean_std, spearman
 from gradlab.plots import palette
 
 TASK_GAP = 0.8                     # blank x-space between two tasks' bars
@@ -26,17 +27,6 @@ def _table(obj, builder, columns) -> pd.DataFrame:
     if isinstance(obj, pd.DataFrame):
         return tables.check_table(obj, columns)
     return builder(obj)
-
-
-def _mean_std(table: pd.DataFrame, by, values) -> pd.DataFrame:
-    """Mean / std over seeds (``<col>_mean``, ``<col>_std``, ``n``); a table without seeds as n = 1."""
-    if "seed" in table.columns:
-        return tables.aggregate(table, by, values)
-    out = table[list(by)].copy()
-    for col in values:
-        out[f"{col}_mean"], out[f"{col}_std"] = table[col].to_numpy(float), np.nan
-    out["n"] = 1
-    return out
 
 
 def task_colors(num_tasks: int) -> list:
@@ -79,11 +69,6 @@ def _seed_note(table) -> str:
     return f" — mean ± std over {table['seed'].nunique()} seeds" if "seed" in table.columns else ""
 
 
-def _spearman(x, y) -> float:
-    frame = pd.DataFrame({"x": x, "y": y}).dropna()
-    return float(frame["x"].rank().corr(frame["y"].rank())) if len(frame) > 2 else float("nan")
-
-
 # ---------------------------------------------------------------------- Figure 2
 def fig2(table, ylabel: str = r"row gradient $\|\nabla L_{ce}\|$ (mean)", ncols: int = 3,
          title: str = "Per-class gradient magnitude of the classifier rows under CE (Fig. 2)") -> Figure:
@@ -96,7 +81,7 @@ def fig2(table, ylabel: str = r"row gradient $\|\nabla L_{ce}\|$ (mean)", ncols:
     the run's method (the default is ``gradlab figures``' CE runs).
     """
     table = _table(table, tables.gradient_magnitudes, tables.GRADIENT_COLUMNS)
-    agg = _mean_std(table, ["phase", "class", "task", "train_count", "group", "rank"], ["value"])
+    agg = mean_std(table, ["phase", "class", "task", "train_count", "group", "rank"], ["value"])
     phases = sorted(agg["phase"].unique())
     colors = task_colors(int(agg["task"].max()) + 1)
     fig, axes = _grid(len(phases) + 1, ncols, 4.0, 3.0, sharey=False)
@@ -128,7 +113,7 @@ def fig2(table, ylabel: str = r"row gradient $\|\nabla L_{ce}\|$ (mean)", ncols:
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training images of the class (log)", fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
-    rho = _spearman(new["train_count"], new["value_mean"])
+    rho = spearman(new["train_count"], new["value_mean"])
     ax.set_title(f"new classes: Spearman ρ = {rho:.2f}", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     handles = [Patch(facecolor=colors[t], edgecolor="black", label=f"task {t}") for t in sorted(agg["task"].unique())]
@@ -148,7 +133,7 @@ def fig5(table, percent: bool = True) -> Figure:
     scale = 100.0 if percent else 1.0
     labels = list(dict.fromkeys(table["label"]))
     styles = label_styles(labels)
-    agg = _mean_std(table, ["label", "phase"], ["forgetting", "average_incremental_accuracy"])
+    agg = mean_std(table, ["label", "phase"], ["forgetting", "average_incremental_accuracy"])
     fig = Figure(figsize=(6, 4.2), layout="constrained")
     ax = fig.subplots()
     for label in labels:
@@ -190,8 +175,8 @@ def weight_norms(table) -> Figure:
     styles = label_styles(labels)
     keys = ["label", "seed"] if "seed" in table.columns else ["label"]
     per_task = table.groupby(keys + ["task"], as_index=False)["relative_norm"].mean()
-    by_task = _mean_std(per_task, ["label", "task"], ["relative_norm"])
-    by_class = _mean_std(table, ["label", "class", "task", "train_count"], ["relative_norm"])
+    by_task = mean_std(per_task, ["label", "task"], ["relative_norm"])
+    by_class = mean_std(table, ["label", "class", "task", "train_count"], ["relative_norm"])
     fig = Figure(figsize=(10.5, 4), layout="constrained")
     left, right = fig.subplots(1, 2)
     offsets = np.linspace(-0.15, 0.15, len(labels)) if len(labels) > 1 else [0.0]
@@ -205,7 +190,7 @@ def weight_norms(table) -> Figure:
         right.errorbar(frame["train_count"], frame["relative_norm_mean"],
                        yerr=frame["relative_norm_std"] if frame["n"].max() > 1 else None,
                        color=color, marker=marker, linestyle="none", capsize=2, markersize=5, alpha=0.85,
-                       label=f"{label} (ρ_s = {_spearman(frame['train_count'], frame['relative_norm_mean']):.2f})")
+                       label=f"{label} (ρ_s = {spearman(frame['train_count'], frame['relative_norm_mean']):.2f})")
     for ax in (left, right):
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
         ax.grid(alpha=0.3, which="both")
@@ -241,7 +226,7 @@ def fig4(table, percent: bool = True) -> Figure:
     ncols = max(table[table["factor"] == f]["setting"].nunique() for f in factors)
     fig = Figure(figsize=(3.6 * ncols, 3.0 * len(factors)), layout="constrained")
     axes = fig.subplots(len(factors), ncols, squeeze=False, sharey=True)
-    agg = _mean_std(table, ["factor", "setting", "label", "phase"], ["acc_all_seen", "average_incremental_accuracy"])
+    agg = mean_std(table, ["factor", "setting", "label", "phase"], ["acc_all_seen", "average_incremental_accuracy"])
     for row, factor in enumerate(factors):
         settings = sorted(agg[agg["factor"] == factor]["setting"].unique())
         for col in range(ncols):

@@ -20,7 +20,14 @@ from pathlib import Path
 import gradlab
 from gradlab.checks import check_folder, check_int
 from gradlab.config import RunConfig
-from gradlab.errors import ConfigError, RunFolderError, RunFolderWarning, SettingWarning
+from gradlab.errors import (
+    ConfigError,
+    RunFolderError,
+    RunFolderInUse,
+    RunFolderStopped,
+    RunFolderWarning,
+    SettingWarning,
+)
 from gradlab.runs.checkpoints import NOT_COMPARED, settings_hash
 from gradlab.runs.estimate import duration, estimate_seconds
 from gradlab.runs.records import RunRecord
@@ -104,9 +111,9 @@ def train_into(cfg_dict: dict, folder: str) -> tuple[str, float]:
         with warnings.catch_warnings():          # a new run has nothing to resume: no need to say so here
             warnings.filterwarnings("ignore", "nothing to resume", RunFolderWarning)
             gradlab.run(cfg_dict, resume=True, out=folder, progress=False)
-    except RunFolderError as err:
-        if "in use" in str(err) or "diverged" in str(err):
-            raise
+    except (RunFolderInUse, RunFolderStopped):
+        raise                                    # another run's folder, or a stopped run that would repeat
+    except RunFolderError:
         gradlab.run(cfg_dict, overwrite=True, out=folder, progress=False)
     return folder, time.perf_counter() - start
 

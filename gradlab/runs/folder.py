@@ -17,7 +17,7 @@ import socket
 import time
 from pathlib import Path
 
-from gradlab.errors import RunFolderError
+from gradlab.errors import RunFolderError, RunFolderInUse
 from gradlab.files import write_error
 
 LOCK_NAME = ".lock"
@@ -61,6 +61,35 @@ def describe_holder(holder: dict) -> str:
     return f"pid {holder.get('pid')} on host {holder.get('host')!r}{when}"
 
 
+def holds_files(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds anything besides its lock."""
+    folder = Path(folder)
+    return folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir())
+
+
+def refuse_if_in_use(folder: str | os.PathLike, who: str = "out", hint: str = "") -> None:
+    """Raise :class:`RunFolderInUse` while a live gradlab run holds ``folder``'s lock (a stale lock is free)."""
+    holder = lock_holder(folder) if Path(folder).is_dir() else None
+    if holder is not None and not holder.get("stale"):
+        raise RunFolderInUse(f"{who}: {str(folder)!r} is in use by another gradlab run ({describe_holder(holder)}); "
+                             f"wait for it to finish or choose another folder{hint}")
+
+
+def refuse_if_taken(out: Path, overwrite: bool) -> None:
+    """A new run needs ``out`` free (nothing but a lock in it) unless it overwrites; the error says what is there
+    and which flag keeps or replaces it."""
+    if overwrite or not holds_files(out):
+        return
+    if (out / "summary.json").is_file():
+        raise RunFolderError(f"out: {str(out)!r} already holds a finished run; pass --overwrite (overwrite=True) "
+                             "to replace it, or --resume (resume=True) to keep it")
+    if (out / "config.yaml").is_file():
+        raise RunFolderError(f"out: {str(out)!r} already holds files of an unfinished run; pass --resume "
+                             "(resume=True) to continue it or --overwrite (overwrite=True) to start again")
+    raise RunFolderError(f"out: {str(out)!r} already holds files; choose another folder or pass --overwrite "
+                         "(overwrite=True)")
+
+
 class RunLock:
     """The exclusive lock of one run folder (a context manager)."""
 
@@ -81,10 +110,8 @@ class RunLock:
                     continue
                 if holder is None:                          # released between our two looks
                     continue
-                raise RunFolderError(
-                    f"out: {str(self.folder)!r} is in use by another gradlab run ({describe_holder(holder)}); "
-                    f"wait for it to finish or choose another folder (if that run is gone, delete {str(self.path)!r})"
-                ) from None
+                refuse_if_in_use(self.folder, hint=f" (if that run is gone, delete {str(self.path)!r})")
+                continue                                    # gone stale or released since the first look
             try:
                 with os.fdopen(fd, "w") as f:
                     f.write(content)
@@ -109,10 +136,6 @@ class RunLock:
         self.release()
 
 
-def _has_files(folder: Path) -> bool:
-    return folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir())
-
-
 class RunFolder:
     """Where a run writes: ``out`` itself, or (overwrite of an existing record) a hidden sibling folder that
     replaces ``out`` when the run completes. Use as ``folder = RunFolder(out, overwrite).open()``, train into
@@ -130,10 +153,8 @@ class RunFolder:
             raise write_error(err.filename or self.out, err) from err
         self.lock.acquire()
         try:
-            if _has_files(self.out) and not self.resume:
-                if not self.overwrite:
-                    raise RunFolderError(f"out: {str(self.out)!r} already holds files; choose another folder "
-                                         "or pass --overwrite (overwrite=True)")
+            if holds_files(self.out) and not self.resume:
+                refuse_if_taken(self.out, self.overwrite)
                 for old in self.out.parent.glob(f".{self.out.name}.new-*"):   # left by killed overwrites
                     shutil.rmtree(old, ignore_errors=True)
                 self.train_dir = self.out.parent / f".{self.out.name}.new-{os.getpid()}"

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from gradlab.config import RunConfig
-from gradlab.errors import ConfigError, RunFolderError, RunFolderWarning
+from gradlab.errors import ConfigError, RunFolderError, RunFolderStopped, RunFolderWarning
 from gradlab.probes import ProbeLog
 from gradlab.runs.checkpoints import (
     NOT_COMPARED,
@@ -23,7 +23,7 @@ from gradlab.runs.checkpoints import (
     load_object_state,
     resume_point,
 )
-from gradlab.runs.folder import LOCK_NAME, describe_holder, lock_holder
+from gradlab.runs.folder import holds_files, refuse_if_in_use
 from gradlab.training.schedules import build_optimizer, build_schedule
 from gradlab.training.trainer import freeze
 
@@ -131,13 +131,10 @@ def plan_resume(out: Path, cfg) -> ResumePlan | None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"out: {str(out)!r} exists and is not a folder")
-    if not out.is_dir() or not any(p.name != LOCK_NAME for p in out.iterdir()):
+    if not holds_files(out):
         warnings.warn(f"nothing to resume in {str(out)!r}: starting a fresh run", RunFolderWarning, stacklevel=3)
         return None
-    holder = lock_holder(out)
-    if holder is not None and not holder.get("stale"):
-        raise RunFolderError(f"resume: {str(out)!r} is in use by a gradlab run ({describe_holder(holder)}); "
-                             "wait for it to finish")
+    refuse_if_in_use(out, who="resume")
     if not (out / "config.yaml").is_file():
         raise RunFolderError(f"resume: {str(out)!r} holds files but no gradlab run (no config.yaml); "
                              "choose another folder or pass --overwrite")
@@ -157,8 +154,8 @@ def plan_resume(out: Path, cfg) -> ResumePlan | None:
             raise RunFolderError(f"resume: {str(summary)!r} is corrupt; pass --overwrite") from None
         if status == "complete":
             return ResumePlan(out, finished=True)
-        raise RunFolderError(f"resume: the run in {str(out)!r} {status}; resuming would repeat it: change the "
-                             "settings and pass --overwrite")
+        raise RunFolderStopped(f"resume: the run in {str(out)!r} {status}; resuming would repeat it: change the "
+                               "settings and pass --overwrite")
     if not stored.checkpoints:
         raise RunFolderError(f"resume: the run in {str(out)!r} was started with checkpoints off, so it cannot be "
                              "resumed; pass --overwrite to start again")

@@ -23,7 +23,6 @@ from gradlab.errors import (
     ConfigError,
     DataError,
     RunDiverged,
-    RunFolderError,
     RunInterrupted,
     SettingWarning,
     WriteError,
@@ -31,7 +30,7 @@ from gradlab.errors import (
 from gradlab.methods import build_method
 from gradlab.models.factory import build_backbone, default_backbone
 from gradlab.probes import ProbeLog, build_probes
-from gradlab.runs.folder import LOCK_NAME, RunFolder, describe_holder, lock_holder
+from gradlab.runs.folder import RunFolder, refuse_if_in_use, refuse_if_taken
 from gradlab.runs.records import RecordWriter, RunRecord
 from gradlab.runs.resume import plan_resume
 from gradlab.scenario import Scenario
@@ -42,31 +41,13 @@ from gradlab.training.host_memory import keep_freed_memory
 from gradlab.training.trainer import EVENTS, Trainer, pick_device
 
 
-def default_out(cfg: RunConfig) -> Path:
-    """runs/<scenario>-<method>-<order>-r<rho>-b<base>-t<tasks>-m<memory>-e<epochs>-s<seed>"""
-    base = "even" if cfg.base is None else cfg.base
-    name = (f"{cfg.scenario}-{cfg.method}-{cfg.order}-r{cfg.rho:g}-b{base}-t{cfg.tasks}-m{cfg.memory}"
-            f"-e{cfg.epochs}-s{cfg.seed}")
-    return Path("runs") / name
-
-
 def check_out_dir(out: Path, overwrite: bool) -> None:
     """The run folder must be new (or ``overwrite``) and creatable: probed with a temp file in the
     nearest existing ancestor, so read-only file systems are caught too (``os.access`` lies for root)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out: {str(out)!r} exists and is not a folder")
-    holder = lock_holder(out) if out.is_dir() else None
-    if holder is not None and not holder.get("stale"):
-        raise RunFolderError(f"out: {str(out)!r} is in use by another gradlab run ({describe_holder(holder)}); "
-                             "wait for it to finish or choose another folder")
-    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not overwrite:
-        if (out / "summary.json").is_file():
-            raise RunFolderError(f"out: {str(out)!r} already holds a finished run; pass --overwrite (overwrite=True) "
-                                 "to replace it, or --resume (resume=True) to keep it")
-        if (out / "config.yaml").is_file():
-            raise RunFolderError(f"out: {str(out)!r} already holds files of an unfinished run; pass --resume "
-                                 "(resume=True) to continue it or --overwrite (overwrite=True) to start again")
-        raise RunFolderError(f"out: {str(out)!r} already holds files; choose another folder or pass --overwrite")
+    refuse_if_in_use(out)
+    refuse_if_taken(out, overwrite)
     ancestor = next(p for p in [out, *out.absolute().parents] if p.exists())
     if not ancestor.is_dir():
         raise ConfigError(f"out: cannot create {str(out)!r}: {str(ancestor)!r} is a file, not a folder")
@@ -180,7 +161,7 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
         raise ConfigError("overwrite and resume contradict each other: resume continues the run in the folder, "
                           "overwrite replaces it; pass one of them")
     device = pick_device(cfg.device)  # fails early when cuda is asked for but absent
-    out = Path(cfg.out) if cfg.out else default_out(cfg)
+    out = Path(cfg.out) if cfg.out else Path("runs") / cfg.folder_name()
     plan = plan_resume(out, cfg) if resume else None
     if plan is not None and plan.finished:
         return RunRecord(out)
