@@ -3,8 +3,10 @@ fit, counts in range, folder arguments, setting names, and YAML read with limits
 :class:`~gradlab.errors.ConfigError` line naming the setting and what is allowed."""
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,49 @@ def short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
+
+_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
+_PAIRS = re.compile(r"[,\s]+(?=" + _KEY + r"\s*=)")
+
+
+def parse_method_args(pairs: str | list | dict | None, field: str = "method_args") -> dict:
+    """Method arguments from text: ``"distillation=kd, eta=0"`` (pairs separated by commas and/or spaces, the
+    explorer's field) or a list of ``KEY=VALUE`` items (the CLI's repeated ``--method-arg``), each value read as
+    YAML (``true``, ``0.5``, ``[1, 2]``, ``"a b"``) -> ``{"distillation": "kd", "eta": 0}``. Empty -> ``{}``; a
+    dict is returned as it is. A bad pair is a :class:`ConfigError` naming ``field`` and the pair."""
+    if isinstance(pairs, dict):
+        return dict(pairs)
+    if isinstance(pairs, str):
+        text = pairs.strip().strip(",").strip()
+        pairs = _PAIRS.split(text) if text else []
+    args: dict = {}
+    for pair in pairs or []:
+        key, sep, value = str(pair).strip().rstrip(",").strip().partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not re.fullmatch(_KEY, key):
+            raise ConfigError(f"{field}: expected KEY=VALUE pairs (e.g. distillation=kd, eta=0), got {pair!r}")
+        if not value:
+            raise ConfigError(f"{field}: {key!r} has no value (write {key}=VALUE)")
+        if key in args:
+            raise ConfigError(f"{field}: {key!r} is given twice")
+        try:
+            args[key] = yaml.load(value, Loader=LimitedLoader)  # noqa: S506 - a SafeLoader subclass with limits
+        except (yaml.YAMLError, RecursionError) as err:
+            problem = " ".join(str(getattr(err, "problem", None) or err or "invalid YAML").split())
+            raise ConfigError(f"{field} {key}: {value!r} is not a plain YAML value ({problem}); "
+                              "use numbers, true/false, strings or [lists]") from None
+    return args
+
+
+def format_method_args(args: dict | str | None) -> str:
+    """The inverse of :func:`parse_method_args`: ``{"eta": 0, "distillation": "kd"}`` -> ``"eta=0, distillation=kd"``."""
+    if not args:
+        return ""
+    if isinstance(args, str):
+        return args
+
+    def value(v):
+        plain = isinstance(v, str) and v and not re.search(r"[\s,=:#\[\]{}'\"]", v)
+        return v if plain and yaml.safe_load(v) == v else json.dumps(v)
+
+    return ", ".join(f"{k}={value(v)}" for k, v in args.items())

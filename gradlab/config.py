@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 import yaml
 
 from gradlab.checks import (
-    LimitedLoader,
     check_choice,
     check_int,
     check_keys,
@@ -283,21 +281,8 @@ class RunConfig:
         check_choice("selection", self.selection, SELECTIONS)
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
-
-        check_choice("method", self.method, tuple(list_methods()))
-        if not isinstance(self.method_args, dict):
-            raise ConfigError("method_args must be a mapping of method-specific settings")
-        check_keys(self.method_args, "method_args")
-        for key, value in self.method_args.items():      # a method's extra stages: epochs no run could finish
-            if key.endswith("epochs") and isinstance(value, int) and not isinstance(value, bool):
-                check_int(f"method_args.{key}", value, 0, MAX_EPOCHS)
-        bad = non_finite(self.method_args, "method_args")
-        if bad:
-            raise ConfigError(f"{bad[0]} must be a finite number, got {short(bad[1])}")
-        if self.imbalance is not None and not (is_number(self.imbalance) and self.imbalance >= 1):
-            raise ConfigError(f"imbalance must be a finite number >= 1 (rho = n_max / n_min; 1 = balanced), got {short(self.imbalance)}")
-        if self.order == "conv" and self.rho != 1:
-            raise ConfigError(f"order 'conv' is the balanced protocol: imbalance must be 1 (or unset), got {self.imbalance}")
+        self._validate_method_args()
+        self._validate_imbalance()
         check_int("tasks", self.tasks, 1, MAX_COUNT)
         if self.base is not None:
             check_int("base", self.base, 1, MAX_COUNT)
@@ -318,27 +303,7 @@ class RunConfig:
             raise ConfigError(f"val_fraction must be in [0, 1) (or unset: the source's official hold-out), "
                               f"got {short(self.val_fraction)}")
 
-        check_choice("holdout", self.holdout, HOLDOUTS)
-        for name in ("lr", "lr_factor"):
-            if not (is_number(getattr(self, name)) and 0 < getattr(self, name) <= MAX_FACTOR):
-                raise ConfigError(f"{name} must be a number in (0, {MAX_FACTOR:g}] (the optimizer computes in "
-                                  f"float32), got {short(getattr(self, name))}")
-        for name in ("momentum", "weight_decay"):
-            if not (is_number(getattr(self, name)) and 0 <= getattr(self, name) <= MAX_FACTOR):
-                raise ConfigError(f"{name} must be a number in [0, {MAX_FACTOR:g}] (the optimizer computes in "
-                                  f"float32), got {short(getattr(self, name))}")
-
-        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
-        check_int("lr_patience", self.lr_patience, 1, MAX_EPOCHS)
-        if not (is_number(self.lr_min) and self.lr_min > 0):
-            raise ConfigError(f"lr_min must be a finite number > 0, got {short(self.lr_min)}")
-        if self.lr_schedule == "patience" and not self.holdout_fraction > 0:
-            raise ConfigError("lr_schedule 'patience' watches the validation loss: set val_fraction > 0 "
-                              f"(LT-CIL: 0.1), got val_fraction {self.holdout_fraction!r}")
-        if self.lr_milestones is not None:
-            if not isinstance(self.lr_milestones, (list, tuple)) or not all(
-                    isinstance(m, int) and 1 <= m <= self.epochs for m in self.lr_milestones):
-                raise ConfigError(f"lr_milestones must be a list of epochs in [1, {self.epochs}], got {short(self.lr_milestones)}")
+        self._validate_optimizer()
         if self.out is not None and not (isinstance(self.out, str) and self.out.strip()):
             raise ConfigError(f"out must be a folder path (a non-empty string) or unset (runs/<settings>), got {short(self.out)}")
         if not (isinstance(self.data_root, str) and self.data_root.strip()):
@@ -354,6 +319,47 @@ class RunConfig:
         check_choice("probe_every", self.probe_every, PROBE_EVERY)
         self._validate_split()
         return self
+
+    def _validate_optimizer(self) -> None:
+        """The hold-out, SGD's numbers and the learning-rate schedule."""
+        check_choice("holdout", self.holdout, HOLDOUTS)
+        for name in ("lr", "lr_factor"):
+            if not (is_number(getattr(self, name)) and 0 < getattr(self, name) <= MAX_FACTOR):
+                raise ConfigError(f"{name} must be a number in (0, {MAX_FACTOR:g}] (the optimizer computes in "
+                                  f"float32), got {short(getattr(self, name))}")
+        for name in ("momentum", "weight_decay"):
+            if not (is_number(getattr(self, name)) and 0 <= getattr(self, name) <= MAX_FACTOR):
+                raise ConfigError(f"{name} must be a number in [0, {MAX_FACTOR:g}] (the optimizer computes in "
+                                  f"float32), got {short(getattr(self, name))}")
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check_int("lr_patience", self.lr_patience, 1, MAX_EPOCHS)
+        if not (is_number(self.lr_min) and self.lr_min > 0):
+            raise ConfigError(f"lr_min must be a finite number > 0, got {short(self.lr_min)}")
+        if self.lr_schedule == "patience" and not self.holdout_fraction > 0:
+            raise ConfigError("lr_schedule 'patience' watches the validation loss: set val_fraction > 0 "
+                              f"(LT-CIL: 0.1), got val_fraction {self.holdout_fraction!r}")
+        if self.lr_milestones is not None:
+            if not isinstance(self.lr_milestones, (list, tuple)) or not all(
+                    isinstance(m, int) and 1 <= m <= self.epochs for m in self.lr_milestones):
+                raise ConfigError(f"lr_milestones must be a list of epochs in [1, {self.epochs}], got {short(self.lr_milestones)}")
+
+    def _validate_method_args(self) -> None:
+        """The method's name and its arguments' shape (the method itself checks their values when it is built)."""
+        check_choice("method", self.method, tuple(list_methods()))
+        if not isinstance(self.method_args, dict):
+            raise ConfigError("method_args must be a mapping of method-specific settings")
+        check_keys(self.method_args, "method_args")
+        for key, value in self.method_args.items():      # a method's extra stages: epochs no run could finish
+            if key.endswith("epochs") and isinstance(value, int) and not isinstance(value, bool):
+                check_int(f"method_args.{key}", value, 0, MAX_EPOCHS)
+        bad = non_finite(self.method_args, "method_args")
+        if bad:
+            raise ConfigError(f"{bad[0]} must be a finite number, got {short(bad[1])}")
+    def _validate_imbalance(self) -> None:
+        if self.imbalance is not None and not (is_number(self.imbalance) and self.imbalance >= 1):
+            raise ConfigError(f"imbalance must be a finite number >= 1 (rho = n_max / n_min; 1 = balanced), got {short(self.imbalance)}")
+        if self.order == "conv" and self.rho != 1:
+            raise ConfigError(f"order 'conv' is the balanced protocol: imbalance must be 1 (or unset), got {self.imbalance}")
 
     def _validate_split(self) -> None:
         """``split`` lfs / lfh set base and tasks: given values must agree (they are filled in when unset, so
@@ -390,53 +396,6 @@ class RunConfig:
         if self.split == "lfh":
             return num_classes // 2, 6
         return self.base, self.tasks
-
-
-_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
-_PAIRS = re.compile(r"[,\s]+(?=" + _KEY + r"\s*=)")
-
-
-def parse_method_args(pairs: str | list | dict | None, field: str = "method_args") -> dict:
-    """Method arguments from text: ``"distillation=kd, eta=0"`` (pairs separated by commas and/or spaces, the
-    explorer's field) or a list of ``KEY=VALUE`` items (the CLI's repeated ``--method-arg``), each value read as
-    YAML (``true``, ``0.5``, ``[1, 2]``, ``"a b"``) -> ``{"distillation": "kd", "eta": 0}``. Empty -> ``{}``; a
-    dict is returned as it is. A bad pair is a :class:`ConfigError` naming ``field`` and the pair."""
-    if isinstance(pairs, dict):
-        return dict(pairs)
-    if isinstance(pairs, str):
-        text = pairs.strip().strip(",").strip()
-        pairs = _PAIRS.split(text) if text else []
-    args: dict = {}
-    for pair in pairs or []:
-        key, sep, value = str(pair).strip().rstrip(",").strip().partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not re.fullmatch(_KEY, key):
-            raise ConfigError(f"{field}: expected KEY=VALUE pairs (e.g. distillation=kd, eta=0), got {pair!r}")
-        if not value:
-            raise ConfigError(f"{field}: {key!r} has no value (write {key}=VALUE)")
-        if key in args:
-            raise ConfigError(f"{field}: {key!r} is given twice")
-        try:
-            args[key] = yaml.load(value, Loader=LimitedLoader)  # noqa: S506 - a SafeLoader subclass with limits
-        except (yaml.YAMLError, RecursionError) as err:
-            problem = " ".join(str(getattr(err, "problem", None) or err or "invalid YAML").split())
-            raise ConfigError(f"{field} {key}: {value!r} is not a plain YAML value ({problem}); "
-                              "use numbers, true/false, strings or [lists]") from None
-    return args
-
-
-def format_method_args(args: dict | str | None) -> str:
-    """The inverse of :func:`parse_method_args`: ``{"eta": 0, "distillation": "kd"}`` -> ``"eta=0, distillation=kd"``."""
-    if not args:
-        return ""
-    if isinstance(args, str):
-        return args
-
-    def value(v):
-        plain = isinstance(v, str) and v and not re.search(r"[\s,=:#\[\]{}'\"]", v)
-        return v if plain and yaml.safe_load(v) == v else json.dumps(v)
-
-    return ", ".join(f"{k}={value(v)}" for k, v in args.items())
 
 
 def scenario_recipes() -> dict[str, str]:

@@ -1,9 +1,29 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures and helpers (``from conftest import make_trainer, to_phase_one``)."""
 from __future__ import annotations
 
 import pytest
 
+from gradlab.config import RunConfig
 from gradlab.data.fake_trees import write_fake_cifar100
+from gradlab.runs.runner import build_trainer
+
+
+def make_trainer(settings: dict, method: str, method_args: dict | None = None, callbacks=(), **overrides):
+    """A run built but not started, ready to step phase by phase: ``(ctx, method, trainer)`` for ``settings``
+    with ``method``, its ``method_args`` and any other ``overrides`` (one epoch unless the overrides say)."""
+    values = {**settings, "epochs": 1, "method": method, "method_args": method_args or {}, **overrides}
+    trainer = build_trainer(RunConfig(**values).validate(), callbacks=callbacks)
+    return trainer.ctx, trainer.method, trainer
+
+
+def to_phase_one(settings: dict, method: str, method_args: dict | None = None, **overrides):
+    """Phase 0 trained (its extra stages, memory and teacher included), phase 1 begun and trained for one epoch:
+    ``(ctx, method, trainer)`` just before phase 1's ``after_task``."""
+    ctx, method_, trainer = make_trainer(settings, method, method_args, **overrides)
+    trainer.run_phase(ctx.scenario.tasks[0])
+    trainer.begin_phase(ctx.scenario.tasks[1])
+    trainer.train_epoch(0)
+    return ctx, method_, trainer
 
 
 @pytest.fixture(scope="session")

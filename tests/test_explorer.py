@@ -120,7 +120,7 @@ def test_explorer_seed_max_per_class_and_method_args(tmp_path):
 
 
 def test_parse_method_args():
-    from gradlab.config import format_method_args, parse_method_args
+    from gradlab.checks import format_method_args, parse_method_args
     from gradlab.errors import ConfigError
 
     assert parse_method_args("") == parse_method_args("  ") == parse_method_args(None) == {}

@@ -187,7 +187,7 @@ def test_a_failed_overwrite_keeps_the_earlier_record(tmp_path):
                     overwrite=True, callbacks=[_PoisonLoss(at=0)])
     assert load_run(out).complete and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     folder = RunFolder(out, overwrite=False)
-    with pytest.raises(RunFolderError, match="already holds files"):
+    with pytest.raises(RunFolderError, match="already holds a finished run"):
         folder.open()
     assert not (out / ".lock").exists()
 

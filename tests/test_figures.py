@@ -2,12 +2,12 @@
 import pandas as pd
 import pytest
 
-import gradlab
 from gradlab.analysis import verdicts
 from gradlab.cli import main
 from gradlab.data.sources import fashion_mnist
 from gradlab.errors import ConfigError, DataError
 from gradlab.experiments.paper_figures import FIGURES, cached_run, figure_configs, figure_plan, make_figures, run_key
+from gradlab.runs import runner
 
 TINY = dict(scenario="digits", epochs=1, batch_size=32, max_per_class=100)
 
@@ -67,8 +67,8 @@ def test_cached_run_is_reused_and_a_changed_setting_is_not(tmp_path, monkeypatch
     first = cached_run(cfg, tmp_path)
     assert first.complete and first.path.parent == tmp_path
     calls = []
-    real_run = gradlab.run
-    monkeypatch.setattr(gradlab, "run", lambda *a, **k: calls.append(k) or real_run(*a, **k))
+    real_run = runner.run
+    monkeypatch.setattr(runner, "run", lambda *a, **k: calls.append(k) or real_run(*a, **k))
     again = cached_run(cfg, tmp_path)
     assert calls == [] and again.path == first.path
     assert again.summary["average_incremental_accuracy"] == first.summary["average_incremental_accuracy"]

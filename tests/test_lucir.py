@@ -4,6 +4,7 @@ Small offline digits runs; every distinctive piece is checked against an indepen
 """
 import math
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -15,10 +16,8 @@ from gradlab.errors import ConfigError
 from gradlab.methods import build_method
 from gradlab.methods.lucir import less_forget_weight, margin_ranking_loss
 from gradlab.models.heads import CosineHead
-from gradlab.runs.runner import build_context
-from gradlab.scenario import Scenario
 from gradlab.training.row_gradients import step_row_gradients
-from gradlab.training.trainer import Callback, Trainer
+from gradlab.training.trainer import Callback
 
 # fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=1, batch_size=32, memory=10, progress=False,
@@ -26,14 +25,7 @@ SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=1, batch_size=32
 
 
 def make_trainer(method_args=None, callbacks=(), **overrides):
-    cfg = RunConfig(**{**SETTINGS, "method_args": method_args or {}, **overrides}).validate()
-    scenario = Scenario.from_config(cfg)
-    method = build_method(cfg.method, cfg, **cfg.method_args)
-    ctx = build_context(cfg, scenario, method)
-    trainer = Trainer(ctx, method, callbacks=callbacks)
-    method.ctx = ctx
-    ctx.correct = np.full((scenario.num_tasks, scenario.num_classes), np.nan)
-    return ctx, method, trainer
+    return conftest.make_trainer(SETTINGS, "lucir", method_args, callbacks=callbacks, **overrides)
 
 
 def to_phase_one(method_args=None, **overrides):

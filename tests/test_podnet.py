@@ -2,7 +2,9 @@
 NCA, POD-spatial / POD-flat and their adaptive weight, each checked against an independent computation; small
 offline digits runs that learn, on the small CNN and on LT-CIL's PODNet ResNet-32."""
 import math
+from functools import partial
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -23,18 +25,11 @@ from gradlab.methods.podnet import (
 from gradlab.models.factory import build_backbone
 from gradlab.models.lsc import LocalSimilarityClassifier
 from gradlab.models.resnet_cifar import ResNetCifar, ZeroPadShortcut
-from gradlab.runs.runner import build_trainer
 from gradlab.training.row_gradients import row_gradients
 
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=3, batch_size=32, memory=10, progress=False,
                 checkpoints=False)
-
-
-def make_trainer(method_args=None, **overrides):
-    values = {**SETTINGS, "epochs": 1, "probes": [], "method": "podnet", "method_args": method_args or {},
-              **overrides}
-    trainer = build_trainer(RunConfig(**values).validate())
-    return trainer.ctx, trainer.method, trainer
+make_trainer = partial(conftest.make_trainer, {**SETTINGS, "probes": []}, "podnet")   # (method_args, **overrides)
 
 
 def a_batch(ctx, size=16, seed=0):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from gradlab.checks import parse_method_args
 from gradlab.cli.commands import _run_config, build_parser
-from gradlab.config import RunConfig, parse_method_args
+from gradlab.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", ROOT / "REPRODUCE.md", *sorted((ROOT / "docs").rglob("*.md"))]

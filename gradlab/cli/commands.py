@@ -14,8 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from gradlab.checks import parse_method_args
 from gradlab.cli.parser import build_parser  # noqa: F401 - the parser, public here too
-from gradlab.config import PRESETS, RunConfig, parse_method_args, scenario_recipes
+from gradlab.config import PRESETS, RunConfig, scenario_recipes
 from gradlab.data.profiles import ORDERS
 from gradlab.data.sources import check_source
 from gradlab.data.sources.files import write_scenario_lists

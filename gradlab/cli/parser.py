@@ -119,6 +119,17 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradlab", description="Imbalanced class-incremental learning you can see.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_figures(sub)
+    _add_compare(sub)
+    _add_data(sub)
+    _add_sweep(sub)
+    sub.add_parser("info", help="list scenarios, orders, presets and methods")
+    return parser
+
+
+def _add_run(sub) -> None:
+    """``gradlab run``: the run flags, --overwrite, --resume."""
     recipes = "\n".join(f"  {name:16s}{text}" for name, text in scenario_recipes().items())
     run = sub.add_parser("run", help="train one class-incremental run and write its record folder",
                          formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -131,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its newest "
                                                            "checkpoint (the settings must equal the stored ones)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_figures(sub) -> None:
+    """``gradlab figures``: the paper's figures over seeds."""
     figures = sub.add_parser("figures", help="regenerate the paper figures over several seeds, with verdicts "
                                              "(runs what they need in parallel, reusing a cache)")
     figures.add_argument("--quick", action="store_true",
@@ -153,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="download missing datasets with torchvision (needs internet)")
     _add_executor_flags(figures)
     figures.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _add_compare(sub) -> None:
+    """``gradlab compare``: several methods on one scenario."""
     compare = sub.add_parser("compare", help="run several methods on one scenario and tabulate them")
     compare.add_argument("config", nargs="?", help="YAML file with RunConfig keys (flags override it)")
     compare.add_argument("--methods", required=True, type=lambda t: [m for m in t.split(",") if m],
@@ -171,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comma list of seeds: mean ± std over them (default: --seed, one run per method)")
     _add_executor_flags(compare)
     compare.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _add_data(sub) -> None:
+    """``gradlab data``: a configuration's counts, without training."""
     data = sub.add_parser("data", help="print a configuration's per-class and per-task counts and class order "
                                        "(check a protocol before a long run)")
     _add_run_flags(data, "accepted as in `run`; it does not change the data")
@@ -180,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="image-file sources: write DIR/train.txt and DIR/test.txt ('<path> <label>', the whole "
                            "source, e.g. the ImageNetSubset) and DIR/train_<order>.txt (the long-tailed training "
                            "images before the hold-out), labels as in the source")
+
+
+def _add_sweep(sub) -> None:
+    """``gradlab sweep``: every run of a sweep file."""
     sweep = sub.add_parser("sweep", help="train every run of a sweep file in parallel (Ray) and tabulate mean ± std "
                                          "over seeds")
     sweep.add_argument("file", help="YAML with keys base (run settings), grid (field -> list) and/or list "
@@ -192,5 +219,3 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--gpus-per-run", type=float, default=0.0,
                        help="GPUs per run; 0.25 packs four runs on one GPU (default 0)")
     sweep.add_argument("--quiet", action="store_true", help="no progress lines")
-    sub.add_parser("info", help="list scenarios, orders, presets and methods")
-    return parser

@@ -70,7 +70,7 @@ def figures_readme(plans, records, tables, rows, quick: bool, timing: dict) -> s
                   "|---" * (len(SETTING_COLUMNS) + 5) + "|"]
         for key, runs in plan.items():
             cfg = next(iter(runs.values()))
-            values = dict(cfg.to_dict(), val_fraction=cfg.holdout_fraction)
+            values = dict(cfg.to_dict(), val_fraction=cfg.holdout_fraction, augment=cfg.augmentation)
             aia = Stat.of(records[(name, key, seed)].summary.get("average_incremental_accuracy") for seed in runs)
             cells = [_label(key), cfg.method, json.dumps(cfg.method_args) if cfg.method_args else "",
                      *("" if values[c] is None else str(values[c]) for c in SETTING_COLUMNS),
@@ -79,7 +79,9 @@ def figures_readme(plans, records, tables, rows, quick: bool, timing: dict) -> s
         lines.append("")
     lines += ["Common to every run: SGD lr 0.1, momentum 0.9, weight decay 5e-4, lr ÷10 at 50 % and 75 % of the "
               "epochs, a new optimizer per phase, herding exemplars, task-agnostic evaluation on the balanced "
-              "test set; augment `auto` = random crop + horizontal flip.", "",
+              "test set; the augment column gives what ran (`auto` resolved to the source's official augmentation: "
+              "`crop_flip` = padded random crop + horizontal flip where the source allows it, `resized_crop` = "
+              "RandomResizedCrop + flip).", "",
               f"Software: gradlab, torch {torch.__version__}, Python {platform.python_version()}; device: "
               f"{next(iter(records.values())).summary.get('device', '?')}.", ""]
     return "\n".join(lines)

@@ -286,14 +286,8 @@ def two_stage(base_name: str) -> type:
 
 def _register_defaults() -> None:
     for base_name in DEFAULT_BASES:
-        try:
-            importlib.import_module(f"gradlab.methods.{base_name}")
-        except ModuleNotFoundError as err:        # a base whose file does not exist (yet): no wrapper
-            if err.name != f"gradlab.methods.{base_name}":
-                raise
-            continue
-        if base_name in METHODS:
-            two_stage(base_name)
+        importlib.import_module(f"gradlab.methods.{base_name}")
+        two_stage(base_name)
 
 
 _register_defaults()

@@ -12,8 +12,8 @@ From the paper's text, with PyCIL's ``models/wa.py`` for the code details:
   training the classifier weights are clamped to >= 0 (the features after ReLU + pooling are >= 0).
   PyCIL leaves it out: ``clip=false`` gives the reference-code variant.
 
-What to expect (measured, issue 5 note): aligning helps only once the new rows have outgrown the old ones
-(gamma < 1), which long schedules produce. In short schedules (few epochs, small data) gamma often comes out
+What to expect: aligning helps only once the new rows have outgrown the old ones (gamma < 1), which long
+schedules produce. In short schedules (few epochs, small data) gamma often comes out
 > 1 and aligning *scales the new classes up*, lowering old-class accuracy; without clipping this is more
 frequent. WA also leaves the imbalance inside a task (long-tailed new classes) untouched. The gamma of
 every phase is in ``record.phase_log`` (``{"phase": t, "wa": {"gamma": ...}}``).

@@ -18,8 +18,8 @@ def default_backbone(scenario: str) -> str:
     """What ``model: auto`` picks: ResNet-32 for 32x32 RGB sources (the paper's CIFAR network); ResNet-18
     from scratch for the 224x224 photo sources (ImageNet, Food-101, as the paper); the small three-layer CNN
     for the grey 8x8 digits and 28x28 Fashion-MNIST, whose 10 classes a 64-d feature separates well and which
-    trains a multi-seed figure set on two CPU cores in minutes (ResNet-32 trains about 10x slower there:
-    312 vs 3 237 images/s, batch 64, bf16, one thread)."""
+    trains a multi-seed figure set on two CPU cores in minutes (ResNet-32 is an order of magnitude slower
+    there; timings: benchmarks/README.md)."""
     return SOURCE_INFO[scenario].model
 
 

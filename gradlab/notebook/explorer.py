@@ -32,14 +32,16 @@ from pathlib import Path
 import ipywidgets as W
 import numpy as np
 
-import gradlab
 from gradlab.analysis import tables
-from gradlab.config import DEVICES, SCENARIOS, RunConfig, format_method_args, parse_method_args
+from gradlab.checks import format_method_args, parse_method_args
+from gradlab.config import DEVICES, SCENARIOS, RunConfig
 from gradlab.data.profiles import ORDERS
+from gradlab.errors import ConfigError
 from gradlab.experiments.paper_figures import QUICK_MAX_PER_CLASS
-from gradlab.methods import build_method, method_options
+from gradlab.methods import build_method, list_methods, method_options
 from gradlab.plots import interactive
 from gradlab.plots.static import figure_bundle, to_matplotlib
+from gradlab.runs import runner
 from gradlab.training.trainer import Callback
 
 #: Starting values of the controls: Fashion-MNIST-LT (real images, 10 classes) as ``make figures`` has it
@@ -141,7 +143,7 @@ class Explorer(W.VBox):
     def __init__(self, out_root: str | Path = "runs/explorer", **defaults):
         unknown = sorted(set(defaults) - {f for f in RunConfig.__dataclass_fields__})
         if unknown:
-            raise gradlab.ConfigError(f"explorer: unknown setting(s) {unknown}; allowed: RunConfig fields")
+            raise ConfigError(f"explorer: unknown setting(s) {unknown}; allowed: RunConfig fields")
         values = {**DEFAULTS, **{k: v for k, v in defaults.items() if k in DEFAULTS}}
         values["method_args"] = format_method_args(values["method_args"])
         self.extras = {k: v for k, v in defaults.items() if k not in DEFAULTS}
@@ -171,7 +173,7 @@ class Explorer(W.VBox):
     # ---------------------------------------------------------------- controls
     def _build_controls(self, v: dict) -> dict:
         style = {"description_width": "120px"}
-        methods = gradlab.list_methods()
+        methods = list_methods()
         rho = min(IMBALANCES, key=lambda r: abs(r - float(v["imbalance"] or 1.0)))
         c = {
             "scenario": W.Dropdown(options=list(SCENARIOS), value=v["scenario"], description="scenario"),
@@ -237,7 +239,7 @@ class Explorer(W.VBox):
             cfg = self.config()
             self.status.value = "<b>preparing</b> (data, model) ..."
             callback = ProgressCallback(self.progress, self.status)
-            record = gradlab.run(cfg, callbacks=[callback], overwrite=True)
+            record = runner.run(cfg, callbacks=[callback], overwrite=True)
         except Exception as err:  # noqa: BLE001  (shown in the status line, not raised)
             self.error = " ".join(f"{type(err).__name__}: {err}".split())   # one line
             self.progress.bar_style = "danger"

@@ -75,7 +75,6 @@ def to_matplotlib(fig, width: float = 10.0, dpi: int = 100):
     titles, axis titles, error bars, log axes and a legend of the named traces."""
     import plotly.graph_objects as go
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MultipleLocator
 
     layout = fig.layout
     kinds = (go.Bar, go.Scatter, go.Scattergl, go.Heatmap, go.Image)
@@ -85,8 +84,35 @@ def to_matplotlib(fig, width: float = 10.0, dpi: int = 100):
     height = max(2.8, min(12.0, (layout.height or 400) / 100))
     names = [t.name for t in traces if t.name and t.showlegend is not False and not isinstance(t, (go.Heatmap, go.Image))]
     legend = len(set(names)) >= 2 or (len(names) == 1 and bool(layout.showlegend))
-    left, right, bottom, top = _layout_box(layout, legend)
+    box = _layout_box(layout, legend)
     out = Figure(figsize=(width, height), dpi=dpi)
+    axes = _place_axes(out, layout, pairs, box)
+    handles: dict = {}
+    titles: tuple = ({}, {})          # axis title -> axes, for x and y
+    for (xname, yname), ax in axes.items():
+        here = [t for t in traces if (t.xaxis or "x", t.yaxis or "y") == (xname, yname)]
+        _draw_panel(out, ax, here, layout, (xname, yname), index_of, handles, titles, width)
+    _share_limits(layout, axes)
+    for which, by_text in enumerate(titles):     # one figure-wide label when several axes share it
+        for text, with_it in by_text.items():
+            if len(with_it) > 1 and len(by_text) == 1:
+                (out.supxlabel if which == 0 else out.supylabel)(text, fontsize=8)
+            else:
+                for ax in with_it:
+                    (ax.set_xlabel if which == 0 else ax.set_ylabel)(text, fontsize=8)
+    _annotations(out, layout, box)
+    if layout.title.text:
+        out.suptitle(_plain(layout.title.text), fontsize=11)
+    if legend and handles:
+        title = layout.legend.title.text if layout.legend.title is not None else None
+        out.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(box[1] + 0.01, 0.5),
+                   fontsize=8, title=_plain(title) or None, title_fontsize=8)
+    return out
+
+
+def _place_axes(out, layout, pairs, box) -> dict:
+    """An axes per (x axis, y axis) pair, where the plotly subplot sits inside ``box`` (left, right, bottom, top)."""
+    left, right, bottom, top = box
     domains = {pair: (_axis(layout, pair[0]).domain or (0, 1), _axis(layout, pair[1]).domain or (0, 1))
                for pair in pairs}
     xshrink = 0.88 if len({d[0] for d in domains.values()}) > 1 else 1.0    # room between facets
@@ -97,64 +123,52 @@ def to_matplotlib(fig, width: float = 10.0, dpi: int = 100):
         rect = [left + xd[0] * (right - left), bottom + yd[0] * (top - bottom) + height_of * (1 - yshrink),
                 (xd[1] - xd[0]) * (right - left) * xshrink, height_of * yshrink]
         axes[pair] = out.add_axes(rect)
-    barmode = layout.barmode or "group"
-    handles: dict = {}
-    titles: tuple = ({}, {})          # axis title -> axes, for x and y
-    for (xname, yname), ax in axes.items():
-        here = [t for t in traces if (t.xaxis or "x", t.yaxis or "y") == (xname, yname)]
-        if any(isinstance(t, go.Image) for t in here):
-            for trace in here:
-                ax.imshow(np.asarray(_values(trace.z), dtype=np.uint8))
-                ax.set_anchor("S")
-            ax.set_axis_off()
-            continue
-        bars = [t for t in here if isinstance(t, go.Bar)]
-        xs_all = [x for t in here if not isinstance(t, go.Heatmap) for x in _values(t.x)]
-        categorical = any(isinstance(x, str) for x in xs_all)
-        cats = list(dict.fromkeys(str(x) for x in xs_all)) if categorical else []
-        position = {c: i for i, c in enumerate(cats)}
-        stack: dict = {}
+    return axes
+
+
+def _draw_panel(out, ax, here, layout, names, index_of, handles, titles, width) -> None:
+    """The traces of one subplot on ``ax``: images, heatmaps, bars and lines; its ticks, scales and titles."""
+    import plotly.graph_objects as go
+    from matplotlib.ticker import MultipleLocator
+
+    xname, yname = names
+    if any(isinstance(t, go.Image) for t in here):
         for trace in here:
-            index = index_of[id(trace)]
-            if isinstance(trace, go.Heatmap):
-                _draw_heatmap(out, ax, trace, _axis(layout, yname))
-                continue
-            artist = _draw_series(ax, trace, index, categorical, position, bars, barmode, stack)
-            name = _plain(trace.name)
-            if name and trace.showlegend is not False and name not in handles:
-                handles[name] = artist
-        if categorical:
-            step = max(1, int(np.ceil(len(cats) / 24)))
-            shown = cats[::step]
-            crowded = len(shown) * 0.3 > ax.get_position().width * width     # inches of tick text vs axes
-            ax.set_xticks(range(len(cats))[::step], shown, fontsize=7, rotation=90 if crowded else 0)
-        for which, (obj, scale) in enumerate(((_axis(layout, xname), ax.set_xscale),
-                                              (_axis(layout, yname), ax.set_yscale))):
-            if obj.title is not None and obj.title.text:
-                titles[which].setdefault(_plain(obj.title.text), []).append(ax)
-            if obj.type == "log":
-                scale("log")
-            elif which == 0 and not categorical and isinstance(obj.dtick, (int, float)):
-                ax.xaxis.set_major_locator(MultipleLocator(obj.dtick))
-        if not any(isinstance(t, go.Heatmap) for t in here):
-            ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
-    _share_limits(layout, axes)
-    for which, by_text in enumerate(titles):     # one figure-wide label when several axes share it
-        for text, with_it in by_text.items():
-            if len(with_it) > 1 and len(by_text) == 1:
-                (out.supxlabel if which == 0 else out.supylabel)(text, fontsize=8)
-            else:
-                for ax in with_it:
-                    (ax.set_xlabel if which == 0 else ax.set_ylabel)(text, fontsize=8)
-    _annotations(out, layout, (left, right, bottom, top))
-    if layout.title.text:
-        out.suptitle(_plain(layout.title.text), fontsize=11)
-    if legend and handles:
-        title = layout.legend.title.text if layout.legend.title is not None else None
-        out.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(right + 0.01, 0.5),
-                   fontsize=8, title=_plain(title) or None, title_fontsize=8)
-    return out
+            ax.imshow(np.asarray(_values(trace.z), dtype=np.uint8))
+            ax.set_anchor("S")
+        ax.set_axis_off()
+        return
+    bars = [t for t in here if isinstance(t, go.Bar)]
+    xs_all = [x for t in here if not isinstance(t, go.Heatmap) for x in _values(t.x)]
+    categorical = any(isinstance(x, str) for x in xs_all)
+    cats = list(dict.fromkeys(str(x) for x in xs_all)) if categorical else []
+    position = {c: i for i, c in enumerate(cats)}
+    stack: dict = {}
+    for trace in here:
+        if isinstance(trace, go.Heatmap):
+            _draw_heatmap(out, ax, trace, _axis(layout, yname))
+            continue
+        artist = _draw_series(ax, trace, index_of[id(trace)], categorical, position, bars, layout.barmode or "group",
+                              stack)
+        name = _plain(trace.name)
+        if name and trace.showlegend is not False and name not in handles:
+            handles[name] = artist
+    if categorical:
+        step = max(1, int(np.ceil(len(cats) / 24)))
+        shown = cats[::step]
+        crowded = len(shown) * 0.3 > ax.get_position().width * width     # inches of tick text vs axes
+        ax.set_xticks(range(len(cats))[::step], shown, fontsize=7, rotation=90 if crowded else 0)
+    for which, (obj, scale) in enumerate(((_axis(layout, xname), ax.set_xscale),
+                                          (_axis(layout, yname), ax.set_yscale))):
+        if obj.title is not None and obj.title.text:
+            titles[which].setdefault(_plain(obj.title.text), []).append(ax)
+        if obj.type == "log":
+            scale("log")
+        elif which == 0 and not categorical and isinstance(obj.dtick, (int, float)):
+            ax.xaxis.set_major_locator(MultipleLocator(obj.dtick))
+    if not any(isinstance(t, go.Heatmap) for t in here):
+        ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
 
 
 def _draw_series(ax, trace, index, categorical, position, bars, barmode, stack):

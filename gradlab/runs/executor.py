@@ -17,7 +17,8 @@ import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-import gradlab
+import torch
+
 from gradlab.checks import check_folder, check_int
 from gradlab.config import RunConfig
 from gradlab.errors import (
@@ -28,6 +29,7 @@ from gradlab.errors import (
     RunFolderWarning,
     SettingWarning,
 )
+from gradlab.runs import runner
 from gradlab.runs.checkpoints import NOT_COMPARED, settings_hash
 from gradlab.runs.estimate import duration, estimate_seconds
 from gradlab.runs.records import RunRecord
@@ -65,12 +67,10 @@ def cached_run(cfg: RunConfig, cache_dir: str | Path = "runs/cache", progress: b
     if record is not None:
         return record
     folder = Path(cache_dir) / run_key(cfg)
-    return gradlab.run(cfg, callbacks=callbacks, overwrite=True, out=str(folder), progress=progress)
+    return runner.run(cfg, callbacks=callbacks, overwrite=True, out=str(folder), progress=progress)
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
     torch.set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # an idle worker ignores Ctrl-C (no traceback)
 
@@ -110,18 +110,16 @@ def train_into(cfg_dict: dict, folder: str) -> tuple[str, float]:
     try:
         with warnings.catch_warnings():          # a new run has nothing to resume: no need to say so here
             warnings.filterwarnings("ignore", "nothing to resume", RunFolderWarning)
-            gradlab.run(cfg_dict, resume=True, out=folder, progress=False)
+            runner.run(cfg_dict, resume=True, out=folder, progress=False)
     except (RunFolderInUse, RunFolderStopped):
         raise                                    # another run's folder, or a stopped run that would repeat
     except RunFolderError:
-        gradlab.run(cfg_dict, overwrite=True, out=folder, progress=False)
+        runner.run(cfg_dict, overwrite=True, out=folder, progress=False)
     return folder, time.perf_counter() - start
 
 
 def _ray_train(cfg_dict: dict, folder: str, threads: int, cwd: str) -> tuple[str, float]:
     """Ray task body: this machine's threads for the run, relative paths as the driver sees them."""
-    import torch
-
     if os.path.isdir(cwd):
         os.chdir(cwd)
     torch.set_num_threads(threads)
@@ -188,62 +186,20 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
                if seconds is not None else ""))
         if confirm is not None:
             confirm(seconds)
-    start, failed, run_times = time.perf_counter(), {}, []
-
-    def finished(key: str, seconds: float) -> None:
-        done[key] = RunRecord(Path(cache_dir) / key)
-        count = sum(1 for k in todo if k in done or k in failed)
-        elapsed = time.perf_counter() - start
-        run_times.append(seconds)      # left: the mean run so far, for each run still to go, `parallel` at a time
-        left = sum(run_times) / len(run_times) * (len(todo) - count) / max(1, min(parallel, len(todo) - count))
-        acc = done[key].summary.get("average_incremental_accuracy")
-        log(f"[{count}/{len(todo)}] {names_of[key][0]} ({key}): {seconds:.0f} s"
-            + (f", avg. inc. acc. {100 * acc:.1f} %" if acc is not None else "")
-            + f" | {elapsed:.0f} s elapsed, ~{left:.0f} s left")
-
-    def fail(key: str, err: BaseException) -> None:
-        failed[key] = one_line(err)
-        count = sum(1 for k in todo if k in done or k in failed)
-        log(f"[{count}/{len(todo)}] {names_of[key][0]} ({key}) FAILED: {failed[key]}")
-
+    tally = _Tally(todo, names_of, cache_dir, parallel, log)
     folders = {key: str(Path(cache_dir) / key) for key in todo}
     busy, cores = min(workers, len(todo)), available_cores()
     if todo and backend == "local" and busy * threads > cores:
         warnings.warn(f"workers x threads = {busy} x {threads} is more than the {cores} cores available; runs "
                       "will compete for them (slower than fewer workers)", SettingWarning, stacklevel=2)
     if todo and backend == "ray":
-        _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished, fail)
+        _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, tally.finished, tally.fail)
     elif todo and (workers == 1 or any(by_key[k].device == "cuda" for k in todo)):
-        import torch
-
-        before = torch.get_num_threads()
-        if all(by_key[k].device != "cuda" for k in todo):
-            torch.set_num_threads(threads)      # the same numbers as in a worker process
-        try:
-            for key in todo:
-                try:
-                    finished(key, train_into(by_key[key].to_dict(), folders[key])[1])
-                except Exception as err:  # noqa: BLE001 - reported with the run's name
-                    fail(key, err)
-        finally:
-            torch.set_num_threads(before)
+        _run_here(todo, by_key, folders, threads, tally)
     elif todo:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(threads,)) as pool:
-            pending = {pool.submit(_pool_train, by_key[k].to_dict(), folders[k]): k for k in todo}
-            try:
-                while pending:
-                    ready, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in ready:
-                        key = pending.pop(future)
-                        try:
-                            finished(key, future.result()[1])
-                        except Exception as err:  # noqa: BLE001
-                            fail(key, err)
-            except KeyboardInterrupt:
-                _stop_pool(pool, pending)
-                raise
+        _run_in_pool(todo, by_key, folders, workers, threads, tally)
+    done.update(tally.done)
+    failed = tally.failed
     if failed and errors is None:
         key = next(iter(failed))
         raise RuntimeError(f"{len(failed)} of {len(todo)} runs failed; first: {names_of[key][0]} ({key}): {failed[key]}")
@@ -251,6 +207,68 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
         for name in names_of[key]:
             errors[name] = message
     return {name: done[keys[name]] for name in configs if keys[name] in done}
+
+
+class _Tally:
+    """The runs finished and failed so far, each told to ``log`` in one line with the time left."""
+
+    def __init__(self, todo: list, names_of: dict, cache_dir, parallel: int, log):
+        self.todo, self.names_of, self.cache_dir, self.parallel, self.log = todo, names_of, cache_dir, parallel, log
+        self.done: dict[str, RunRecord] = {}
+        self.failed: dict[str, str] = {}
+        self.start, self.run_times = time.perf_counter(), []
+
+    def count(self) -> int:
+        return sum(1 for k in self.todo if k in self.done or k in self.failed)
+
+    def finished(self, key: str, seconds: float) -> None:
+        self.done[key] = RunRecord(Path(self.cache_dir) / key)
+        count, todo = self.count(), len(self.todo)
+        elapsed = time.perf_counter() - self.start
+        self.run_times.append(seconds)  # left: the mean run so far, for each run still to go, `parallel` at a time
+        left = sum(self.run_times) / len(self.run_times) * (todo - count) / max(1, min(self.parallel, todo - count))
+        acc = self.done[key].summary.get("average_incremental_accuracy")
+        self.log(f"[{count}/{todo}] {self.names_of[key][0]} ({key}): {seconds:.0f} s"
+                 + (f", avg. inc. acc. {100 * acc:.1f} %" if acc is not None else "")
+                 + f" | {elapsed:.0f} s elapsed, ~{left:.0f} s left")
+
+    def fail(self, key: str, err: BaseException) -> None:
+        self.failed[key] = one_line(err)
+        self.log(f"[{self.count()}/{len(self.todo)}] {self.names_of[key][0]} ({key}) FAILED: {self.failed[key]}")
+
+
+def _run_here(todo, by_key, folders, threads, tally: _Tally) -> None:
+    """One run after another in this process (one worker, or runs on CUDA)."""
+    before = torch.get_num_threads()
+    if all(by_key[k].device != "cuda" for k in todo):
+        torch.set_num_threads(threads)      # the same numbers as in a worker process
+    try:
+        for key in todo:
+            try:
+                tally.finished(key, train_into(by_key[key].to_dict(), folders[key])[1])
+            except Exception as err:  # noqa: BLE001 - reported with the run's name
+                tally.fail(key, err)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_in_pool(todo, by_key, folders, workers, threads, tally: _Tally) -> None:
+    """``workers`` spawned processes of ``threads`` torch threads each, results taken as they finish."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+        pending = {pool.submit(_pool_train, by_key[k].to_dict(), folders[k]): k for k in todo}
+        try:
+            while pending:
+                ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in ready:
+                    key = pending.pop(future)
+                    try:
+                        tally.finished(key, future.result()[1])
+                    except Exception as err:  # noqa: BLE001
+                        tally.fail(key, err)
+        except KeyboardInterrupt:
+            _stop_pool(pool, pending)
+            raise
 
 
 def _ask_for_token_auth() -> None:

@@ -32,7 +32,7 @@ from gradlab.models.factory import build_backbone, default_backbone
 from gradlab.probes import ProbeLog, build_probes
 from gradlab.runs.folder import RunFolder, refuse_if_in_use, refuse_if_taken
 from gradlab.runs.records import RecordWriter, RunRecord
-from gradlab.runs.resume import plan_resume
+from gradlab.runs.resume import ResumePlan, plan_resume
 from gradlab.scenario import Scenario
 from gradlab.training.context import Context
 from gradlab.training.divergence import DivergenceGuard
@@ -89,18 +89,17 @@ def has_native_bf16(device: torch.device) -> bool:
 
 def run_precision(cfg: RunConfig, device: torch.device) -> str:
     """``precision``, with auto resolved: bf16 autocast where the chip has bf16 in hardware, fp32 elsewhere.
-    bf16 keeps the answer (DGR on real Fashion-MNIST-LT, 3 seeds: small CNN 67.4 +- 0.5 % against fp32's
-    67.0 +- 0.7 %, ResNet-32 64.1 +- 4.3 % against 63.9 +- 4.4 %; benchmarks/cpu_precision.py) and trains
-    1.4-1.5x faster on this project's CPU; DGR's statistics and the loss reductions stay fp32."""
+    bf16 keeps the answer within the spread over seeds and trains faster on a CPU with bf16 in hardware
+    (benchmarks/cpu_precision.py; numbers in benchmarks/README.md); DGR's statistics and the loss reductions
+    stay fp32."""
     if cfg.precision != "auto":
         return cfg.precision
     return "bf16" if has_native_bf16(device) else "fp32"
 
 
 def uses_channels_last(cfg: RunConfig, device: torch.device) -> bool:
-    """``channels_last``, with auto (None) resolved: NHWC on CPU, where oneDNN trains our conv nets 1.2-1.3x
-    faster in fp32 and about as fast in bf16 (benchmarks/vs_official.py, benchmarks/README.md); NCHW on GPUs,
-    where we have not measured it."""
+    """``channels_last``, with auto (None) resolved: NHWC on CPU, where oneDNN trains our conv nets faster
+    (benchmarks/vs_official.py; numbers in benchmarks/README.md); NCHW on GPUs, where it is not measured."""
     return cfg.channels_last if cfg.channels_last is not None else device.type == "cpu"
 
 
@@ -185,16 +184,31 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
         print(f"{cfg.scenario} · {cfg.method}: {cfg.recipe_text()}; {ctx.precision} on {ctx.device.type}",
               file=sys.stderr, flush=True)
     folder = RunFolder(out, overwrite, resume=plan is not None and plan.in_place).open()
+    train_in_folder(ctx, method, callbacks, folder, plan)
+    return RunRecord(out)
+
+
+def record_writer(ctx: Context, folder: RunFolder, plan: ResumePlan | None) -> RecordWriter:
+    """The writer of the run's record, its summary holding what ran where."""
+    cfg = ctx.cfg
     probe_log = plan.probe_log() if plan is not None else ProbeLog()
-    probes = build_probes(cfg.probes, probe_log, every=cfg.probe_every)
     writer = RecordWriter(folder.train_dir, probe_log=probe_log, extra_summary={
         "method": cfg.method, "scenario": cfg.scenario, "seed": cfg.seed, "device": str(ctx.device),
         "precision": ctx.precision, "channels_last": uses_channels_last(cfg, ctx.device),
         "threads": torch.get_num_threads(),
-        "task_sizes": scenario.task_sizes, "gradlab_version": gradlab.__version__,
+        "task_sizes": ctx.scenario.task_sizes, "gradlab_version": gradlab.__version__,
         "torch_version": torch.__version__, "python": platform.python_version()})
     if plan is not None and plan.in_place:
         writer.extra_summary["resumed_from"] = plan.describe()
+    return writer
+
+
+def train_in_folder(ctx: Context, method, callbacks: list, folder: RunFolder, plan: ResumePlan | None) -> None:
+    """Train into ``folder`` and commit it; a divergence, Ctrl-C or failed write abandons it (an overwrite keeps
+    the earlier record) and is raised again as one line saying what is kept and how to go on."""
+    cfg, out = ctx.cfg, folder.out
+    writer = record_writer(ctx, folder, plan)
+    probes = build_probes(cfg.probes, writer.probe_log, every=cfg.probe_every)
     timer = _WallClock(writer, time.perf_counter())
     try:
         trainer = Trainer(ctx, method, callbacks=[*callbacks, *probes, DivergenceGuard(), timer, writer])
@@ -233,7 +247,6 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     except BaseException:
         folder.abandon()
         raise
-    return RunRecord(out)
 
 
 def as_config(cfg, overrides: dict) -> RunConfig:

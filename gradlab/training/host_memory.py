@@ -3,10 +3,9 @@
 By default glibc maps every large allocation fresh (above a threshold that starts at 128 KiB) and returns
 freed memory at the heap's top once more than twice that is free. A CPU training loop frees and allocates
 the same activation maps every step, so each one page-faults its memory back in, zero-filled by the kernel:
-system time. On one core a ResNet-32 DGR run with evaluation batches of 512 spent 14 s of 68 s there
-(``benchmarks/system_time.py``). Raising the mmap threshold to its maximum (32 MiB) and the trim threshold
-to 1 GiB keeps that memory for reuse: the run's page faults fall ~20-fold. The price: a process holds up
-to 1 GiB of freed memory for later use instead of returning it.
+system time (``benchmarks/system_time.py`` measures it; numbers in benchmarks/README.md). Raising the mmap
+threshold to its maximum (32 MiB) and the trim threshold to 1 GiB keeps that memory for reuse. The price: a
+process holds up to 1 GiB of freed memory for later use instead of returning it.
 """
 from __future__ import annotations
 

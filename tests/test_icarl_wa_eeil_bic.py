@@ -1,9 +1,11 @@
-"""Baselines, part A: iCaRL, WA, EEIL, BiC and the shared extra-stage helper.
+"""iCaRL, WA, EEIL, BiC and the shared extra-stage helper.
 
 Small offline digits runs; every distinctive piece is checked against an independent computation.
 """
 import math
+from functools import partial
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -15,28 +17,12 @@ from gradlab.errors import ConfigError
 from gradlab.methods import build_method
 from gradlab.methods.eeil import PAPER_ARGS
 from gradlab.methods.stages import class_balanced_indices, train_stage
-from gradlab.runs.runner import build_trainer
 
 # fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32, memory=10, progress=False,
                 checkpoints=False, probes=[], precision="fp32")
-
-
-def make_trainer(method_name, method_args=None, **overrides):
-    """A digits run (3 tasks, balanced) ready to step through phase by phase."""
-    values = {**SETTINGS, "epochs": 1, "method": method_name, "method_args": method_args or {}, **overrides}
-    trainer = build_trainer(RunConfig(**values).validate())
-    return trainer.ctx, trainer.method, trainer
-
-
-def to_phase_one(method_name, method_args=None, **overrides):
-    """Phase 0 trained for one epoch (memory updated, teacher frozen), phase 1 begun and trained for one epoch;
-    returns before phase 1's ``after_task``."""
-    ctx, method, trainer = make_trainer(method_name, method_args, **overrides)
-    trainer.run_phase(ctx.scenario.tasks[0])
-    trainer.begin_phase(ctx.scenario.tasks[1])
-    trainer.train_epoch(0)
-    return ctx, method, trainer
+make_trainer = partial(conftest.make_trainer, SETTINGS)      # (method, method_args, **overrides)
+to_phase_one = partial(conftest.to_phase_one, SETTINGS)
 
 
 def eval_batch(ctx, n=64):

@@ -1,4 +1,4 @@
-"""Small output fixes (issue 24, items 6 and 7): advice that works as printed, sweep.md units, no Ray token
+"""Printed output that helps: advice that works as printed, sweep.md units, no Ray token
 warning, and scripts/get_chromium.sh."""
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""Baselines, part C: the LT-CIL two-stage LWS wrapper (docs/methods/lws-two-stage.md) and SIR, a reconstruction
+"""The LT-CIL two-stage LWS wrapper (docs/methods/lws-two-stage.md) and SIR, a reconstruction
 from the abstract (§2.4). Small offline digits runs; every distinctive piece is checked against an
 independent computation."""
 import math
+from functools import partial
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -16,28 +18,13 @@ from gradlab.methods.lws import STAGE2_DEFAULTS, ClassAwareSampler, stage2_lr_la
 from gradlab.methods.podnet import nca_loss
 from gradlab.methods.sir import chronological_attenuation, class_similarity, frequency_offsets, sir_logits
 from gradlab.methods.stages import train_stage
-from gradlab.runs.runner import build_trainer
 
 # fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32, memory=10, progress=False,
                 checkpoints=False, probes=[], precision="fp32")
 TWO_STAGE = ["eeil-2stage", "lucir-2stage", "podnet-2stage"]
-
-
-def make_trainer(method_name, method_args=None, **overrides):
-    """A digits run (3 tasks of 4, 3, 3 classes, balanced) ready to step through phase by phase."""
-    values = {**SETTINGS, "epochs": 1, "method": method_name, "method_args": method_args or {}, **overrides}
-    trainer = build_trainer(RunConfig(**values).validate())
-    return trainer.ctx, trainer.method, trainer
-
-
-def to_phase_one(method_name, method_args=None, **overrides):
-    """Phase 0 done (its stage 2 included), phase 1 begun and trained one epoch; before phase 1's after_task."""
-    ctx, method, trainer = make_trainer(method_name, method_args, **overrides)
-    trainer.run_phase(ctx.scenario.tasks[0])
-    trainer.begin_phase(ctx.scenario.tasks[1])
-    trainer.train_epoch(0)
-    return ctx, method, trainer
+make_trainer = partial(conftest.make_trainer, SETTINGS)      # (method, method_args, **overrides)
+to_phase_one = partial(conftest.to_phase_one, SETTINGS)
 
 
 def snapshot(module):
