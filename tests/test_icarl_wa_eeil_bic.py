@@ -16,7 +16,7 @@ from gradlab.config import RunConfig
 from gradlab.errors import ConfigError
 from gradlab.methods import build_method
 from gradlab.methods.eeil import PAPER_ARGS
-from gradlab.methods.stages import class_balanced_indices, train_stage
+from gradlab.training.stages import Stage, class_balanced_indices
 
 # fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32, memory=10, progress=False,
@@ -61,7 +61,7 @@ def test_class_balanced_indices_equal_counts_and_deterministic():
         class_balanced_indices(labels, pool, -1, g)
 
 
-def test_train_stage_updates_only_the_given_parameters():
+def test_an_extra_stage_updates_only_its_parameters():
     ctx, method, trainer = make_trainer("finetune")
     trainer.run_phase(ctx.scenario.tasks[0])
     head = ctx.model.head
@@ -74,7 +74,8 @@ def test_train_stage_updates_only_the_given_parameters():
         return F.cross_entropy(out.logits, batch.y)
 
     indices = ctx.scenario.tasks[0].train_indices[:100]
-    losses = train_stage(ctx, [head.weight], loss_fn, indices, epochs=2, lr=0.5, weight_decay=5e-4)
+    stage = Stage("stage", [head.weight], loss_fn, indices, epochs=2, lr=0.5, weight_decay=5e-4)
+    losses = trainer.run_stage(stage)
     assert len(losses) == 2 and all(np.isfinite(losses))
     after = snapshot(ctx.model)
     for name in before:          # parameters and BatchNorm buffers alike
@@ -86,17 +87,17 @@ def test_train_stage_updates_only_the_given_parameters():
     assert {n: p.requires_grad for n, p in ctx.model.named_parameters()} == flags
     # deterministic given the run seed: the same start gives the same result
     ctx.model.load_state_dict(before)
-    again = train_stage(ctx, [head.weight], loss_fn, indices, epochs=2, lr=0.5, weight_decay=5e-4)
+    again = trainer.run_stage(Stage("stage", [head.weight], loss_fn, indices, epochs=2, lr=0.5, weight_decay=5e-4))
     assert again == losses and torch.equal(snapshot(ctx.model)["head.weight"], after["head.weight"])
 
 
-def test_train_stage_with_a_trained_backbone_updates_it():
+def test_an_extra_stage_with_a_trained_backbone_updates_it():
     ctx, method, trainer = make_trainer("finetune")
     trainer.run_phase(ctx.scenario.tasks[0])
     before = snapshot(ctx.model)
     params = list(ctx.model.backbone.parameters())
-    train_stage(ctx, params, lambda b, o: F.cross_entropy(o.logits, b.y), ctx.scenario.tasks[0].train_indices[:64],
-                epochs=1, lr=0.1)
+    trainer.run_stage(Stage("stage", params, lambda b, o: F.cross_entropy(o.logits, b.y),
+                            ctx.scenario.tasks[0].train_indices[:64], epochs=1, lr=0.1))
     after = snapshot(ctx.model)
     assert torch.equal(before["head.weight"], after["head.weight"])
     changed = [n for n in before if n.startswith("backbone") and not torch.equal(before[n], after[n])]
@@ -210,6 +211,7 @@ def test_eeil_paper_switch_uses_class_balanced_data_and_keeps_the_teacher():
     assert set(ctx.memory.indices()) <= set(indices.tolist())
     teacher, model = snapshot(ctx.teacher), snapshot(ctx.model)
     method.after_task(ctx)
+    trainer.run_stages()
     assert all(torch.equal(v, snapshot(ctx.teacher)[k]) for k, v in teacher.items())   # frozen teacher untouched
     assert any(not torch.equal(v, snapshot(ctx.model)[k]) for k, v in model.items())
     assert ctx.phase_log["eeil_finetune"]["images"] == len(indices) and len(method.finetune_losses) == 1
@@ -238,21 +240,12 @@ def test_eeil_default_sampling_and_the_skipped_head():
 
 
 @pytest.mark.parametrize("factor", [None, 0.1])
-def test_eeil_finetuning_lr_is_the_run_lr_times_the_factor(factor, monkeypatch):
-    import gradlab.methods.eeil as eeil
-
-    seen = {}
-
-    def recording(ctx, params, loss_fn, indices, **kwargs):
-        seen.update(kwargs)
-        return [0.0]
-
-    monkeypatch.setattr(eeil, "train_stage", recording)
+def test_eeil_finetuning_lr_is_the_run_lr_times_the_factor(factor):
     args = {} if factor is None else {"finetune_lr_factor": factor}
     ctx, method, _ = to_phase_one("eeil", {"finetune_epochs": 2, **args}, lr=0.05)
-    method.after_task(ctx)
-    assert seen["lr"] == pytest.approx(0.05 * (0.01 if factor is None else factor))
-    assert seen["epochs"] == 2 and seen["momentum"] == ctx.cfg.momentum
+    (stage,) = method.stages(ctx)
+    assert stage.lr == pytest.approx(0.05 * (0.01 if factor is None else factor))
+    assert stage.epochs == 2 and stage.momentum == ctx.cfg.momentum and stage.name == "eeil-balanced"
 
 
 # ---------------------------------------------------------------------------- BiC
@@ -279,6 +272,7 @@ def test_bic_stage_trains_only_alpha_beta_of_the_new_task_and_moves_only_new_log
     raw = ctx.model(batch.x).logits.detach()
     pred_before = method.predict(batch.x)
     method.after_task(ctx)
+    trainer.run_stages()
     after = snapshot(ctx.model)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"bias_layers.alpha.1", "bias_layers.beta.1"}

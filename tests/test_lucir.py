@@ -213,6 +213,7 @@ def test_cbf_trains_all_rows_only():
     weight, sigma = head.weight.clone(), head.sigma.item()
     backbone = [p.detach().clone() for p in ctx.model.backbone.parameters()]
     method.after_task(ctx)
+    trainer.run_stages()
     assert len(method.cbf_losses) == 1
     after = head.weight
     num_old = ctx.num_old

@@ -17,7 +17,7 @@ from gradlab.methods import METHODS, build_method, list_methods, method_options
 from gradlab.methods.lws import STAGE2_DEFAULTS, ClassAwareSampler, stage2_lr_lambdas, two_stage
 from gradlab.methods.podnet import nca_loss
 from gradlab.methods.sir import chronological_attenuation, class_similarity, frequency_offsets, sir_logits
-from gradlab.methods.stages import train_stage
+from gradlab.training.stages import Stage
 
 # fp32: these tests recompute the methods' arithmetic by hand and compare it exactly
 SETTINGS = dict(scenario="digits", tasks=3, imbalance=1, epochs=5, batch_size=32, memory=10, progress=False,
@@ -85,7 +85,7 @@ def test_lws_stage_trains_only_the_scales_and_the_current_head(method):
     assert before["lws.scale"].shape == (ctx.num_seen,)
     assert torch.equal(before["lws.scale"][old:], torch.ones(ctx.num_seen - old))   # new classes start at 1
     assert not torch.equal(before["lws.scale"][:old], torch.ones(old))              # phase 0's stage trained
-    losses = m.lws_stage(ctx)
+    losses = trainer.run_stage(m.lws_stage(ctx))
     after = snapshot(ctx.model)
     assert len(losses) == 2 and all(np.isfinite(losses))
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -113,7 +113,7 @@ def test_lws_stage_draws_class_balanced_batches_from_data_and_memory():
             yield batch
 
     ctx.train_data.train_batches = recording
-    m.lws_stage(ctx)
+    trainer.run_stage(m.lws_stage(ctx))
     assert sum(len(y) for y, _ in seen) == len(ctx.train_indices)            # one epoch = |D_t + M| images
     full = [(y, idx) for y, idx in seen if len(y) == 28]
     assert len(full) == len(ctx.train_indices) // 28
@@ -140,7 +140,7 @@ def test_class_aware_sampler_cycles_classes_and_images():
     assert len(ClassAwareSampler(labels, pool)(0)) == len(pool)
 
 
-def test_stage2_schedule_and_train_stage_groups_lambda_and_order():
+def test_stage2_schedule_and_stage_groups_lambda_and_order():
     head, scales = stage2_lr_lambdas(30, 0.1)
     assert head(0) == 1.0 and head(15) == pytest.approx(0.5) and head(30) == pytest.approx(0.0, abs=1e-12)
     assert scales(0) == 1.0                                    # LT-CIL: both groups at the stage lr in epoch 1
@@ -151,21 +151,22 @@ def test_stage2_schedule_and_train_stage_groups_lambda_and_order():
     indices = ctx.scenario.tasks[0].train_indices[:64]
     loss_fn = lambda b, o: F.cross_entropy(o.logits, b.y)  # noqa: E731
     w = ctx.model.head.weight
-    train_stage(ctx, [{"params": [w]}, {"params": [ctx.model.head.bias], "lr": 0.0}], loss_fn, indices,
-                epochs=2, lr=0.5, lr_lambda=lambda e: 1.0 if e == 0 else 0.0)
+    trainer.run_stage(Stage("stage", [{"params": [w]}, {"params": [ctx.model.head.bias], "lr": 0.0}], loss_fn,
+                            indices, epochs=2, lr=0.5, lr_lambda=lambda e: 1.0 if e == 0 else 0.0))
     two = snapshot(ctx.model)
     assert torch.equal(two["head.bias"], start["head.bias"])                       # the group at lr 0
     assert not torch.equal(two["head.weight"], start["head.weight"])
     ctx.model.load_state_dict(start)
-    train_stage(ctx, [{"params": [w]}, {"params": [ctx.model.head.bias], "lr": 0.0}], loss_fn, indices,
-                epochs=1, lr=0.5)
+    trainer.run_stage(Stage("stage", [{"params": [w]}, {"params": [ctx.model.head.bias], "lr": 0.0}], loss_fn,
+                            indices, epochs=1, lr=0.5))
     assert torch.equal(snapshot(ctx.model)["head.weight"], two["head.weight"])   # lr multiplier 0 in epoch 2
     kept = list(ctx.train_data.train_batches(indices, 16, torch.Generator().manual_seed(0), shuffle=False))
     shuffled = list(ctx.train_data.train_batches(indices, 16, torch.Generator().manual_seed(0)))
     assert np.array_equal(torch.cat([b.idx for b in kept]).numpy(), indices)       # shuffle=False keeps the order
     assert not np.array_equal(torch.cat([b.idx for b in shuffled]).numpy(), indices)
     with pytest.raises(ValueError, match="milestones or lr_lambda"):
-        train_stage(ctx, [w], loss_fn, indices, epochs=1, lr=0.1, milestones=[1], lr_lambda=lambda e: 1.0)
+        trainer.run_stage(Stage("stage", [w], loss_fn, indices, epochs=1, lr=0.1, milestones=[1],
+                                lr_lambda=lambda e: 1.0))
 
 
 @pytest.mark.parametrize("method", ["eeil-2stage", "lucir-2stage"])

@@ -6,7 +6,9 @@ A method is one small class in one file. The trainer calls, in order:
 - ``before_task(ctx)``               at the start of each phase, after the head has grown;
 - ``losses(batch, out)``             every step: named loss terms, summed by the trainer;
 - ``after_backward(ctx)``            every step, after ``backward`` and before the optimizer step;
-- ``after_task(ctx)``                at the end of each phase (extra stages), before the memory update;
+- ``after_task(ctx)``                at the end of each phase's main training (e.g. WA's weight aligning);
+- ``stages(ctx)``                   then: yields extra training stages (:class:`~gradlab.training.stages.Stage`),
+                                     which the trainer runs like the main training, before the memory update;
 - ``memory_candidates(task)``        optional: the new classes' images the memory may pick from (default all);
 - ``predict(x)``                     at evaluation: logits over the classes seen so far.
 
@@ -15,12 +17,14 @@ A method is one small class in one file. The trainer calls, in order:
 from __future__ import annotations
 
 import inspect
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from gradlab.errors import ConfigError
 from gradlab.models.factory import IncrementalNet
+from gradlab.training.stages import Stage
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -76,6 +80,11 @@ class Method:
 
     def after_task(self, ctx) -> None:
         pass
+
+    def stages(self, ctx) -> Iterator[Stage]:
+        """Extra training stages after this phase's main training (BiC's bias layer, EEIL's balanced fine-tuning,
+        ...): yield each :class:`Stage`; the trainer runs it before the next one is asked for."""
+        return iter(())
 
     def memory_candidates(self, task):
         """Indices of the new classes' training images the memory may choose from (BiC holds some out)."""

@@ -14,7 +14,7 @@ settings:
   L = (1 - lambda) CE(z_all, y) + lambda KD_T(z_old, z^_old), lambda = n / (n + m) (n old, m new classes),
   T = 2, KD_T the soft cross-entropy (:func:`gradlab.methods.wa.soft_cross_entropy`). Student and teacher
   logits both pass through the stored bias layers of earlier tasks; the current task's is (1, 0).
-- stage 2 (phase t > 0, in ``after_task``, via :func:`gradlab.methods.stages.train_stage`): the network
+- stage 2 (phase t > 0, an extra stage the trainer runs, :class:`gradlab.training.stages.Stage`): the network
   frozen (eval mode, no gradients), only this task's (alpha_t, beta_t) trained, shared by all its classes:
   z_new <- alpha_t z_new + beta_t; old tasks' (alpha, beta) stay fixed. Loss: CE on the validation images
   of every seen class (augmented, as FACIL's loader) + 0.1 beta_t^2 / 2 (the original code's penalty);
@@ -38,9 +38,9 @@ from torch import nn
 
 from gradlab.errors import ConfigError
 from gradlab.methods.base import Method, register
-from gradlab.methods.stages import train_stage
 from gradlab.methods.wa import check_temperature, soft_cross_entropy
 from gradlab.models.factory import IncrementalNet
+from gradlab.training.stages import Stage
 
 
 class BiasLayers(nn.Module):
@@ -172,7 +172,7 @@ class BiC(Method):
     def validation_indices(self, ctx) -> np.ndarray:
         return np.concatenate([self.val[c] for c in range(ctx.num_seen)]).astype(np.int64)
 
-    def after_task(self, ctx) -> None:
+    def stages(self, ctx):
         if ctx.phase == 0 or self.bias_epochs == 0:
             return
         layers = ctx.model.bias_layers
@@ -181,10 +181,12 @@ class BiC(Method):
         def loss_fn(batch, out):
             return F.cross_entropy(layers(out.logits.float()), batch.y) + self.beta_l2 * beta.float().pow(2).sum() / 2
 
-        self.bias_losses = train_stage(ctx, [alpha, beta], loss_fn, self.validation_indices(ctx),
-                                       epochs=self.bias_epochs, lr=self.bias_lr or ctx.cfg.lr, momentum=0.9,
-                                       weight_decay=0.0, name="bic-bias")
-        ctx.phase_log["bic"].update(alpha=float(alpha), beta=float(beta), bias_losses=self.bias_losses)
+        def finish(losses):
+            self.bias_losses = losses
+            ctx.phase_log["bic"].update(alpha=float(alpha), beta=float(beta), bias_losses=losses)
+
+        yield Stage("bic-bias", [alpha, beta], loss_fn, self.validation_indices(ctx), epochs=self.bias_epochs,
+                    lr=self.bias_lr or ctx.cfg.lr, momentum=0.9, weight_decay=0.0, finish=finish)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ LT-CIL reuses, with its command-line defaults. Phase 0 is plain CE. In phase t >
   lambda = 1, T = 2; z_i is head i's block of logits (its task's classes) and the BCE is element-wise
   between the two probability vectors, averaged over the batch and the head's classes (torch's mean, as
   FACIL). The teacher is the frozen model of the previous phase.
-- stage b, balanced fine-tuning (in ``after_task``, via :func:`gradlab.methods.stages.train_stage`):
+- stage b, balanced fine-tuning (an extra stage the trainer runs, :class:`gradlab.training.stages.Stage`):
   the same loss distilling every old head, all parameters, SGD at lr = run lr x ``finetune_lr_factor``
   with the run's momentum and weight decay, constant lr, ``finetune_epochs`` epochs (default a quarter of
   the run's epochs: 40 of 160, FACIL's default; its [80, 120] steps are never reached, hence constant), on
@@ -41,8 +41,8 @@ import torch.nn.functional as F
 
 from gradlab.errors import ConfigError
 from gradlab.methods.base import Method, register
-from gradlab.methods.stages import class_balanced_indices, stage_generator, train_stage
 from gradlab.methods.wa import check_bool, check_temperature
+from gradlab.training.stages import Stage, class_balanced_indices, stage_generator
 
 BALANCED = ("facil", "per_class")
 #: The method args that switch the three reference-code defaults back to the paper's recipe.
@@ -119,13 +119,16 @@ class EEIL(Method):
         old = [ctx.memory.for_class(c)[:budget] for c in range(ctx.num_old) if c in ctx.memory.counts()]
         return np.concatenate([*old, class_balanced_indices(labels, new, budget, generator)]).astype(np.int64)
 
-    def after_task(self, ctx) -> None:
+    def stages(self, ctx):
         if ctx.phase == 0 or self.finetune_epochs == 0:
             return
         indices = self.balanced_indices(ctx)
         params = [p for p in ctx.model.parameters() if p.requires_grad]
-        self.finetune_losses = train_stage(
-            ctx, params, lambda batch, out: sum(self._terms(batch, out, ctx.phase).values()), indices,
-            epochs=self.finetune_epochs, lr=ctx.cfg.lr * self.finetune_lr_factor, momentum=ctx.cfg.momentum,
-            weight_decay=ctx.cfg.weight_decay, name="eeil-balanced")
-        ctx.phase_log["eeil_finetune"] = {"images": int(len(indices)), "losses": self.finetune_losses}
+
+        def finish(losses):
+            self.finetune_losses = losses
+            ctx.phase_log["eeil_finetune"] = {"images": int(len(indices)), "losses": losses}
+
+        yield Stage("eeil-balanced", params, lambda batch, out: sum(self._terms(batch, out, ctx.phase).values()),
+                    indices, epochs=self.finetune_epochs, lr=ctx.cfg.lr * self.finetune_lr_factor,
+                    momentum=ctx.cfg.momentum, weight_decay=ctx.cfg.weight_decay, finish=finish)

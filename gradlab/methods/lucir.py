@@ -59,10 +59,10 @@ from gradlab.errors import ConfigError
 from gradlab.methods.base import Method, register
 from gradlab.methods.distillation import feature_distillation
 from gradlab.methods.nme import current_means, exemplar_class_means
-from gradlab.methods.stages import class_balanced_indices, stage_generator, train_stage
 from gradlab.models.factory import IncrementalNet
 from gradlab.models.heads import CosineHead
 from gradlab.models.resnet_cifar import ResNetCifar, SmallConvNet
+from gradlab.training.stages import Stage, class_balanced_indices, stage_generator
 
 CLASSIFIERS = ("cnn", "nme")
 MR_REDUCTIONS = ("pairs", "samples")
@@ -228,15 +228,19 @@ class LUCIR(Method):
 
     def after_task(self, ctx) -> None:
         self.means, self._means_key = None, None     # recomputed from the updated memory at the next prediction
+
+    def stages(self, ctx):
         if not (self.cbf and ctx.phase > 0 and self.cbf_epochs > 0):
             return
         indices = self.cbf_indices(ctx)
-        head = ctx.model.head
-        self.cbf_losses = train_stage(
-            ctx, list(head.blocks), lambda batch, out: sum(self._ce_mr(batch, out).values()), indices,
-            epochs=self.cbf_epochs, lr=self.cbf_lr, milestones=[self.cbf_epochs // 2], momentum=ctx.cfg.momentum,
-            weight_decay=ctx.cfg.weight_decay, name="lucir-cbf")
-        ctx.phase_log["lucir_cbf"] = {"images": int(len(indices)), "losses": self.cbf_losses}
+
+        def finish(losses):
+            self.cbf_losses = losses
+            ctx.phase_log["lucir_cbf"] = {"images": int(len(indices)), "losses": losses}
+
+        yield Stage("lucir-cbf", list(ctx.model.head.blocks), lambda batch, out: sum(self._ce_mr(batch, out).values()),
+                    indices, epochs=self.cbf_epochs, lr=self.cbf_lr, milestones=[self.cbf_epochs // 2],
+                    momentum=ctx.cfg.momentum, weight_decay=ctx.cfg.weight_decay, finish=finish)
 
     # ------------------------------------------------------------------ NME
     def class_means(self) -> torch.Tensor:

@@ -48,9 +48,9 @@ from torch import nn
 
 from gradlab.errors import ConfigError
 from gradlab.methods.base import METHODS, register
-from gradlab.methods.stages import stage_generator, train_stage
 from gradlab.models.heads import CosineHead, IncrementalLinear
 from gradlab.models.lsc import LocalSimilarityClassifier
+from gradlab.training.stages import Stage, stage_generator
 
 STAGE2_DEFAULTS = {"stage2_epochs": None, "stage2_lr": None, "stage2_lws_lr_factor": 0.1, "stage2_draw": 4,
                    "stage2_base_phase": True}
@@ -116,6 +116,17 @@ class ClassAwareSampler:
         self.total = len(indices) if total is None else int(total)
         self._classes = _Cycle(len(self.classes), generator)
         self._members = [_Cycle(len(m), generator) for m in self.members]
+
+    def state_dict(self) -> dict:
+        """Where the cycles stand and the generator's state (a checkpoint inside the stage keeps it)."""
+        cycles = [self._classes, *self._members]
+        return {"generator": self._classes.generator.get_state(),
+                "orders": [torch.tensor(c.order, dtype=torch.int64) for c in cycles], "pos": [c.pos for c in cycles]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._classes.generator.set_state(state["generator"])
+        for cycle, order, pos in zip([self._classes, *self._members], state["orders"], state["pos"]):
+            cycle.order, cycle.pos = order.tolist(), int(pos)
 
     def __call__(self, epoch: int = 0) -> np.ndarray:
         out: list[int] = []
@@ -224,30 +235,30 @@ class LWSTwoStage:
         lws = ctx.model.lws
         lws.grow(ctx.num_seen - lws.scale.numel())
 
-    def after_task(self, ctx) -> None:
-        super().after_task(ctx)
+    def stages(self, ctx):
+        yield from super().stages(ctx)                # the base method's own stages first (EEIL's fine-tuning)
         if self.stage2_epochs > 0 and (ctx.phase > 0 or self.stage2_base_phase):
-            self.lws_stage(ctx)
+            yield self.lws_stage(ctx)
 
-    def lws_stage(self, ctx) -> list[float]:
+    def lws_stage(self, ctx) -> Stage:
         """LT-CIL's stage 2: the scales and the current head on class-aware batches of D_t + memory."""
         model, lr = ctx.model, self.stage2_lr or ctx.cfg.lr
         head = current_head(model.head, ctx.num_old)
         sampler = ClassAwareSampler(ctx.scenario.train.labels, ctx.train_indices, self.stage2_draw,
                                     generator=stage_generator(ctx, "lws-sampler"))
 
-        def loss_fn(batch, out):
-            return F.cross_entropy(model.lws(head.logits(out.features).float()), batch.y)
+        def loss_fn(batch, out):                      # out.logits: the current head's working copy (head.logits)
+            return F.cross_entropy(model.lws(out.logits.float()), batch.y)
 
-        self.stage2_losses = train_stage(
-            ctx, [{"params": head.parameters}, {"params": [model.lws.scale]}], loss_fn, sampler,
-            epochs=self.stage2_epochs, lr=lr, momentum=ctx.cfg.momentum, weight_decay=ctx.cfg.weight_decay,
-            lr_lambda=stage2_lr_lambdas(self.stage2_epochs, self.stage2_lws_lr_factor), shuffle=False,
-            name="lws-stage2")
-        head.commit()
-        ctx.phase_log["lws"] = {"losses": self.stage2_losses, "scale": model.lws.scale.detach().cpu().tolist(),
-                             "images_per_epoch": sampler.total}
-        return self.stage2_losses
+        def finish(losses):
+            self.stage2_losses = losses
+            ctx.phase_log["lws"] = {"losses": losses, "scale": model.lws.scale.detach().cpu().tolist(),
+                                 "images_per_epoch": sampler.total}
+
+        return Stage("lws-stage2", [{"params": head.parameters}, {"params": [model.lws.scale]}], loss_fn, sampler,
+                     epochs=self.stage2_epochs, lr=lr, momentum=ctx.cfg.momentum, weight_decay=ctx.cfg.weight_decay,
+                     lr_lambda=stage2_lr_lambdas(self.stage2_epochs, self.stage2_lws_lr_factor), shuffle=False,
+                     logits=head.logits, keep=(sampler,), commit=head.commit, finish=finish)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

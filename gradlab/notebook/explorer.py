@@ -117,6 +117,9 @@ class ProgressCallback(Callback):
         self._say(ctx, "started")
 
     def after_epoch(self, ctx) -> None:
+        if ctx.stage is not None:               # an extra stage (BiC's bias layer, ...): named, not counted
+            self._say(ctx, f"stage {ctx.stage}")
+            return
         self.bar.value = min(self.bar.max, self.bar.value + 1)
         self._say(ctx, f"epoch {ctx.epoch + 1}/{ctx.cfg.epochs}")
 

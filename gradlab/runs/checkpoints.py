@@ -7,8 +7,9 @@ Two kinds of checkpoint, both read with ``torch.load(weights_only=True)``:
   state, the RNG states (torch and the trainer's data-order generator), the correct counts, the phase log
   and how many probe rows were written;
 - ``checkpoints/mid_phase.pt`` at the end of every ``checkpoint_every``-th epoch inside a phase: the same,
-  plus the optimizer, the lr schedule, the epoch and the step. It is removed once the phase's own
-  checkpoint is written.
+  plus the optimizer, the lr schedule, the epoch and the step, and inside an extra stage (BiC's bias layer,
+  ...) the stage's index, epoch, optimizer, schedule, random generators and losses so far (``"stage"``). It is
+  removed once the phase's own checkpoint is written.
 
 Every checkpoint also carries its run's identity, ``"run": {"format", "settings", "seed"}`` (the settings
 hash is :func:`settings_hash`, the one in ``run_key``; the phase is the state's own ``"phase"``). Reading
@@ -148,9 +149,16 @@ def load_model_state(model: nn.Module, tensors: dict, structure: dict) -> None:
 # ------------------------------------------------------------------------------------- trainer state
 def capture(trainer, writer, within_phase: bool) -> dict:
     """Everything needed to go on from here (the end of a phase, or the end of an epoch inside one)."""
-    ctx = trainer.ctx
+    ctx, run = trainer.ctx, trainer.stage_run
+    if run is not None and run.stage.commit is not None:
+        run.stage.commit()                       # the stage's working copies into the model first
+    structure = model_structure(ctx.model)
+    if run is not None:                          # the flags the parameters go back to when the stage ends
+        names = {id(p): n for n, p in ctx.model.named_parameters()}
+        structure["requires_grad"].update({names[id(p)]: flag for p, flag in zip(run.params, run.flags)
+                                           if id(p) in names})
     state = {
-        "phase": ctx.phase, "model": ctx.model.state_dict(), "model_structure": model_structure(ctx.model),
+        "phase": ctx.phase, "model": ctx.model.state_dict(), "model_structure": structure,
         "head_task_sizes": list(ctx.model.head.task_sizes),
         "memory": ctx.memory.state_dict(), "method": object_state(trainer.method),
         "torch_rng": torch.get_rng_state(), "generator": trainer.generator.get_state(),
@@ -165,7 +173,8 @@ def capture(trainer, writer, within_phase: bool) -> dict:
                      schedule=object_state(trainer.schedule, skip=("optimizer", "multistep")),
                      multistep=(trainer.schedule.multistep.state_dict() if hasattr(trainer.schedule, "multistep")
                                 else None),
-                     current_phase_log=json.dumps(ctx.phase_log, default=plain))
+                     current_phase_log=json.dumps(ctx.phase_log, default=plain),
+                     stage=None if run is None else run.state(next_epoch=ctx.epoch - run.offset + 1))
     return state
 
 

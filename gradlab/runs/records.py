@@ -140,8 +140,9 @@ class RecordWriter(Callback):
 
     def after_epoch(self, ctx) -> None:
         """Every ``checkpoint_every`` epochs inside a phase: a mid-phase checkpoint (resume goes on from it)."""
-        every = ctx.cfg.checkpoint_every
-        if ctx.cfg.checkpoints and every and (ctx.epoch + 1) % every == 0 and ctx.epoch + 1 < ctx.cfg.epochs:
+        every, run = ctx.cfg.checkpoint_every, self.trainer.stage_run if self.trainer is not None else None
+        epoch, epochs = (ctx.epoch - run.offset, run.stage.epochs) if run is not None else (ctx.epoch, ctx.cfg.epochs)
+        if ctx.cfg.checkpoints and every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
             self._write_probes()
             self._checkpoint(ctx, MID_PHASE, within_phase=True)
 

@@ -46,8 +46,9 @@ def restore_phase(trainer, writer, state: dict, cut_probes: bool = True) -> None
     ctx.teacher = freeze(ctx.model)
 
 
-def restore_within_phase(trainer, writer, state: dict) -> None:
-    """After the phase's start was replayed: the model, optimizer, schedule and RNGs at the saved epoch."""
+def restore_within_phase(trainer, writer, state: dict) -> int:
+    """After the phase's start was replayed: the model, optimizer, schedule and RNGs at the saved epoch; returns
+    the main epoch to go on with (past the last one when the checkpoint was written inside an extra stage)."""
     ctx = trainer.ctx
     load_model_state(ctx.model, state["model"], state["model_structure"])
     ctx.model.to(ctx.device)
@@ -65,6 +66,10 @@ def restore_within_phase(trainer, writer, state: dict) -> None:
     if writer.probe_log is not None:
         writer.probe_log.truncate(state["probe_rows"])
     _restore_rng(trainer, state)
+    if state.get("stage") is not None:          # inside an extra stage: the main epochs are done
+        trainer.resume_stage = state["stage"]
+        return ctx.cfg.epochs
+    return state["epoch"] + 1
 
 
 def _restore_rng(trainer, state: dict) -> None:
@@ -83,6 +88,9 @@ class ResumePlan:
         self.in_place = not finished
 
     def describe(self) -> str:
+        if self.mid is not None and self.mid.get("stage") is not None:
+            stage = self.mid["stage"]
+            return f"phase {self.mid['phase']}, stage {stage['name']}, after its epoch {stage['epoch'] - 1}"
         if self.mid is not None:
             return f"phase {self.mid['phase']}, after epoch {self.mid['epoch']}"
         if self.last is not None:
@@ -119,8 +127,7 @@ class ResumePlan:
                 return first, None
 
             def within(trainer_):
-                restore_within_phase(trainer_, writer, mid)
-                return mid["epoch"] + 1
+                return restore_within_phase(trainer_, writer, mid)
             return first, within
         return resume
 

@@ -37,7 +37,8 @@ class Context:
     task: "Task | None" = None
     train_indices: np.ndarray | None = None       # this phase's training set: memory + new data
     optimizer: torch.optim.Optimizer | None = None
-    epoch: int = -1
+    epoch: int = -1                               # main epochs, then an extra stage's epochs counting on
+    stage: str | None = None                      # the extra stage being trained (None: the main training)
     step: int = -1                                # step within the phase
     batch: "Batch | None" = None
     out: "ModelOutput | None" = None

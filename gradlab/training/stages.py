@@ -77,8 +77,8 @@ class Stage:
     - ``milestones`` + ``gamma`` (lr multiplied by gamma after each) or ``lr_lambda`` (epoch -> multiplier, one per
       group); ``shuffle=False`` keeps the order of ``indices`` (a sampler that builds its batches);
     - ``logits(features)``: the stage's own logits instead of the model's head (e.g. a head's working copy);
-    - ``generator``: the batch order (default :func:`stage_generator` (ctx, name)); ``rngs``: other generators the
-      stage draws from (a sampler's), kept in checkpoints;
+    - ``generator``: the batch order (default :func:`stage_generator` (ctx, name)); ``keep``: other objects whose
+      state a checkpoint inside the stage keeps (``state_dict()`` / ``load_state_dict()``: a sampler);
     - ``commit()``: writes working copies back into the model (before every checkpoint and at the end);
     - ``finish(losses)``: called after the last epoch with the mean loss of every epoch (logs, bookkeeping).
     """
@@ -98,7 +98,7 @@ class Stage:
     shuffle: bool = True
     logits: Callable[[torch.Tensor], torch.Tensor] | None = None
     generator: torch.Generator | None = None
-    rngs: tuple = ()
+    keep: tuple = ()
     commit: Callable[[], None] | None = None
     finish: Callable[[list[float]], None] | None = None
 
@@ -172,12 +172,11 @@ class StageRun:
             features = self.backbone(x)
         return ModelOutput((logits or model.head)(features), features)
 
-    def step(self, loss: torch.Tensor) -> None:
-        """Gradients w.r.t. the stage's parameters only (an unused one gets zeros), then the SGD step."""
+    def backward(self, loss: torch.Tensor) -> None:
+        """Gradients w.r.t. the stage's parameters only (an unused one gets zeros); nothing else gets one."""
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         for p, g in zip(self.params, grads):
             p.grad = torch.zeros_like(p) if g is None else g.to(p.dtype)
-        self.optimizer.step()
 
     def batches(self, epoch: int):
         indices = self.stage.indices(epoch) if callable(self.stage.indices) else self.stage.indices
@@ -188,13 +187,13 @@ class StageRun:
         """What a checkpoint keeps to go on with this stage at ``next_epoch``."""
         return {"index": self.index, "name": self.stage.name, "epoch": next_epoch, "offset": self.offset,
                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                "generator": self.generator.get_state(), "rngs": [g.get_state() for g in self.stage.rngs],
+                "generator": self.generator.get_state(), "keep": [k.state_dict() for k in self.stage.keep],
                 "losses": list(self.losses)}
 
     def load(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.generator.set_state(state["generator"])
-        for g, rng in zip(self.stage.rngs, state["rngs"]):
-            g.set_state(rng)
+        for kept, kept_state in zip(self.stage.keep, state["keep"]):
+            kept.load_state_dict(kept_state)
         self.losses, self.start = list(state["losses"]), int(state["epoch"])

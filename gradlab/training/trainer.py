@@ -10,7 +10,8 @@ One phase (task) reads top to bottom in :meth:`Trainer.run_phase`:
         method.after_backward; emit after_backward      (gradient rewrites, gradient probes)
         optimizer.step(); emit after_step                (weight decay and momentum act after rewrites)
       schedule.end_epoch(validation loss, when the schedule watches one)
-    method.after_task (extra stages); memory update (herding); emit after_task
+    method.after_task; each of the method's extra stages (method.stages: BiC's bias layer, EEIL's balanced
+      fine-tuning, ...) through the same events, on its own SGD; memory update (herding); emit after_task
     evaluate every seen class; emit after_eval; freeze a teacher copy
 
 Callbacks are objects with any of the event methods below; they never touch the method.
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from gradlab.errors import ConfigError
 from gradlab.training.context import Context
 from gradlab.training.schedules import build_optimizer, build_schedule
+from gradlab.training.stages import Stage, StageRun
 
 EVENTS = ("before_run", "before_task", "before_epoch", "before_backward", "after_backward", "after_step",
           "after_epoch", "after_task", "after_eval", "after_run")
@@ -53,6 +55,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)   # data order and augmentation
         self.autocast = ctx.autocast()
         self.epoch_losses: list[float] = []
+        self.stage_run: StageRun | None = None        # the extra stage being trained, if any
+        self.resume_stage: dict | None = None         # a checkpoint's stage state to go on from (resume)
 
     def emit(self, event: str) -> None:
         for callback in self.callbacks:
@@ -138,15 +142,76 @@ class Trainer:
         ctx = self.ctx
         ctx.batch = ctx.out = ctx.loss = None
         ctx.losses = {}
-        schedule_log = self.schedule.log()
-        if schedule_log:
-            ctx.phase_log["schedule"] = schedule_log
-        self.method.after_task(ctx)
+        resume, self.resume_stage = self.resume_stage, None
+        if resume is None:              # (a resumed stage: the main training's end is in its checkpoint)
+            schedule_log = self.schedule.log()
+            if schedule_log:
+                ctx.phase_log["schedule"] = schedule_log
+            self.method.after_task(ctx)
+        self.run_stages(resume)
         self.update_memory(task)
         self.emit("after_task")
         ctx.correct[task.index, : ctx.num_seen] = self.evaluate()
         self.emit("after_eval")
         ctx.teacher = freeze(ctx.model)
+
+    # ------------------------------------------------------------------ extra stages
+    def run_stages(self, resume: dict | None = None) -> None:
+        """The method's extra stages of this phase (``method.stages``), in order; ``resume`` (a checkpoint's stage
+        state) skips the stages before it, whose effects the checkpoint holds."""
+        offset = self.ctx.cfg.epochs
+        for index, stage in enumerate(self.method.stages(self.ctx)):
+            if resume is None or index >= resume["index"]:
+                here = resume if resume is not None and index == resume["index"] else None
+                self.run_stage(stage, index, offset, here)
+            offset += stage.epochs
+
+    def run_stage(self, stage: Stage, index: int = 0, offset: int | None = None, resume: dict | None = None) -> list:
+        """Train one extra stage (see :mod:`gradlab.training.stages`); returns the mean loss of every epoch."""
+        ctx = self.ctx
+        run = StageRun(ctx, stage, index=index, offset=ctx.cfg.epochs if offset is None else offset)
+        if resume is not None:
+            run.load(resume)
+        run.open()
+        ctx.stage, self.stage_run = stage.name, run
+        try:
+            epochs = tqdm(range(run.start, stage.epochs), desc=f"phase {ctx.phase} {stage.name}", leave=False,
+                          disable=not ctx.cfg.progress, initial=run.start, total=stage.epochs)
+            for epoch in epochs:
+                epochs.set_postfix(loss=f"{self.train_stage_epoch(run, epoch):.3f}")
+        finally:
+            run.close()
+            ctx.stage, self.stage_run = None, None
+        if stage.commit is not None:
+            stage.commit()
+        if stage.finish is not None:
+            stage.finish(list(run.losses))
+        return run.losses
+
+    def train_stage_epoch(self, run: StageRun, epoch: int) -> float:
+        """One pass of a stage, with the main loop's events (``ctx.epoch`` counts on after the main epochs)."""
+        ctx, stage = self.ctx, run.stage
+        ctx.epoch = run.offset + epoch
+        self.emit("before_epoch")
+        loss_sum, steps = torch.zeros((), device=ctx.device), 0
+        for batch in run.batches(epoch):
+            ctx.step += 1
+            ctx.batch = batch
+            with self.autocast:
+                ctx.out = run.forward(batch.x)
+                ctx.loss = stage.loss(batch, ctx.out)
+            ctx.losses = {stage.name: ctx.loss}
+            self.emit("before_backward")
+            run.backward(ctx.loss)
+            self.emit("after_backward")
+            run.optimizer.step()
+            self.emit("after_step")
+            loss_sum += ctx.loss.detach().float()
+            steps += 1
+        run.schedule.step()
+        run.losses.append(float(loss_sum) / max(steps, 1))
+        self.emit("after_epoch")
+        return run.losses[-1]
 
     # ------------------------------------------------------------------ helpers
     @torch.no_grad()
