@@ -12,7 +12,7 @@ import pytest
 
 import gradlab
 from gradlab.cli import main
-from gradlab.methods import METHODS, list_methods
+from gradlab.methods import METHODS, list_methods, method_options
 
 # 12 -> 3 images per class: the official hold-out's quirk would empty some classes, hence the stratified one
 CIFAR_LT = dict(scenario="cifar100", order="lt", imbalance=4, max_per_class=12, base=50, tasks=3, memory=2,
@@ -65,6 +65,10 @@ def test_cli_runs_a_baseline_on_cifar100_lt_files(tmp_path, fake_cifar_root, cap
 def test_info_lists_every_method(capsys):
     assert main(["info"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    listed = {line.split()[0] for line in lines[lines.index("methods:") + 1:]}
+    rows = lines[lines.index("methods:") + 1:]
+    listed = {line.split()[0] for line in rows if line.startswith("  ") and not line.startswith("    ")}
     assert listed == set(list_methods()) == set(METHODS)
     assert {"lucir", "sir", "icarl", "eeil", "bic", "wa", "podnet", "lucir-2stage", "dgr"} <= listed
+    args = [line.strip() for line in rows if line.startswith("    ")]            # every declared argument, once per method
+    assert sum(len(method_options(name)) for name in METHODS) == len(args)
+    assert "temperature=2.0: a number > 0" in args and "stage2_draw=4: an integer >= 1" in args

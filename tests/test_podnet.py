@@ -303,5 +303,5 @@ def test_bad_switches_are_rejected_by_name(args, field):
 
 def test_podnet_is_listed_with_its_switches():
     assert "podnet" in list_methods() and "Douillard" in list_methods()["podnet"]
-    assert method_options("podnet") == ["proxies", "margin", "lambda_c", "lambda_f", "hinge", "freeze_old",
-                                        "lt_cil_nca"]
+    assert list(method_options("podnet")) == ["proxies", "margin", "lambda_c", "lambda_f", "hinge", "freeze_old",
+                                              "lt_cil_nca"]

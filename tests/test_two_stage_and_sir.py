@@ -13,8 +13,10 @@ import torch.nn.functional as F
 import gradlab
 from gradlab.config import RunConfig
 from gradlab.errors import ConfigError
-from gradlab.methods import METHODS, build_method, list_methods, method_options
-from gradlab.methods.lws import STAGE2_DEFAULTS, ClassAwareSampler, stage2_lr_lambdas, two_stage
+from gradlab.methods import METHODS, build_method, list_methods, method_options, register
+from gradlab.methods.args import Arg
+from gradlab.methods.finetune import Finetune
+from gradlab.methods.lws import ClassAwareSampler, LWSTwoStage, stage2_lr_lambdas
 from gradlab.methods.podnet import nca_loss
 from gradlab.methods.sir import chronological_attenuation, class_similarity, frequency_offsets, sir_logits
 from gradlab.training.stages import Stage
@@ -47,23 +49,29 @@ def test_method_trains_and_beats_chance(method, tmp_path):
 
 def test_registry_info_and_wrapper():
     methods = list_methods()
+    stage2 = ["stage2_epochs", "stage2_lr", "stage2_lws_lr_factor", "stage2_draw", "stage2_base_phase"]
     for base in ("eeil", "lucir", "podnet"):
         name = f"{base}-2stage"
-        assert name in methods and "LWS two-stage" in methods[name]
-        assert method_options(name) == method_options(base) + list(STAGE2_DEFAULTS)
-        assert two_stage(base) is METHODS[name]                          # idempotent
-        assert issubclass(METHODS[name], METHODS[base])
+        assert name in methods and "LWS stage 2" in methods[name]
+        assert list(method_options(name)) == list(method_options(base)) + stage2
+        assert issubclass(METHODS[name], METHODS[base]) and issubclass(METHODS[name], LWSTwoStage)
+        assert all(isinstance(arg, Arg) for arg in method_options(name).values())
     assert methods["sir"].startswith("SIR (reconstruction from the abstract)")
     assert {"fcs", "tau", "cam", "gamma", "its", "beta", "its_temperature", "proxies"} <= set(method_options("sir"))
-    try:                                                                 # any registered base can be wrapped
-        cls = two_stage("finetune")
-        assert cls.name == "finetune-2stage" and "stage2_epochs" in method_options("finetune-2stage")
+
+    class FinetuneTwoStage(LWSTwoStage, Finetune):   # any method gets stage 2 by putting the wrapper in front
+        """Finetune + LWS stage 2."""
+        name, base_name = "finetune-2stage", "finetune"
+
+    try:
+        register(FinetuneTwoStage)
+        assert "stage2_epochs" in method_options("finetune-2stage")
         assert build_method("finetune-2stage", RunConfig(epochs=160)).stage2_epochs == 30
         assert build_method("finetune-2stage", RunConfig(epochs=16)).stage2_epochs == 3
+        with pytest.raises(ConfigError, match="method_args.stage2_draw must be an integer >= 1, got 0"):
+            build_method("finetune-2stage", RunConfig(epochs=16), stage2_draw=0)
     finally:
         METHODS.pop("finetune-2stage", None)
-    with pytest.raises(ValueError, match="base method"):
-        two_stage("no-such-method")
 
 
 # ---------------------------------------------------------------------------- LWS stage 2

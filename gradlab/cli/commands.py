@@ -14,6 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import yaml
+
 from gradlab.checks import parse_method_args
 from gradlab.cli.parser import build_parser  # noqa: F401 - the parser, public here too
 from gradlab.config import PRESETS, RunConfig, scenario_recipes
@@ -188,7 +190,8 @@ def command_info() -> int:
     recipes = scenario_recipes()
     scenarios = {name: f"{text}\ndefault recipe: {recipes[name]}" for name, text in list_scenarios().items()}
     presets = {name: json.dumps(values) for name, values in PRESETS.items()}
-    methods = {name: text + (f"  [method_args: {', '.join(options)}]" if (options := method_options(name)) else "")
+    methods = {name: text + "".join(f"\n  {key}={yaml.safe_dump(arg.default).splitlines()[0]}: {arg.allowed()}"
+                                    for key, arg in method_options(name).items())
                for name, text in list_methods().items()}
     width = max(map(len, [*scenarios, *presets, *methods])) + 2
     for title, rows in (("scenarios", scenarios), ("presets", presets), ("methods", methods)):

@@ -16,13 +16,13 @@ A method is one small class in one file. The trainer calls, in order:
 """
 from __future__ import annotations
 
-import inspect
 from typing import Iterator
 
 import torch
 from torch import nn
 
 from gradlab.errors import ConfigError
+from gradlab.methods.args import Arg, declared_args
 from gradlab.models.factory import IncrementalNet
 from gradlab.training.stages import Stage
 
@@ -40,17 +40,16 @@ def list_methods() -> dict[str, str]:
     return {name: (cls.__doc__ or "").strip().splitlines()[0] for name, cls in sorted(METHODS.items())}
 
 
-def method_options(name: str) -> list[str]:
-    """The ``method_args`` a method accepts (its keyword arguments)."""
-    params = inspect.signature(METHODS[name].__init__).parameters
-    return [p for p in params if p not in ("self", "cfg")]
+def method_options(name: str) -> dict[str, Arg]:
+    """The ``method_args`` a method accepts: name -> its declared :class:`Arg` (default, what it allows, help)."""
+    return declared_args(METHODS[name])
 
 
 def build_method(name: str, cfg, **method_args) -> "Method":
     """Instantiate a registered method; unknown ``method_args`` are rejected by name."""
     if name not in METHODS:
         raise ConfigError(f"method must be one of {sorted(METHODS)}, got {name!r}")
-    allowed = method_options(name)
+    allowed = list(method_options(name))
     unknown = sorted(set(method_args) - set(allowed))
     if unknown:
         raise ConfigError(f"method_args: {unknown} not understood by method {name!r}; allowed: {allowed}")
@@ -61,10 +60,14 @@ class Method:
     """Base class: plain cross-entropy over all seen classes, CNN prediction."""
 
     name = "base"
+    args: dict[str, Arg] = {}           # the method's declared arguments (``method_args``), see gradlab.methods.args
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, **method_args):
+        """Every declared argument checked (:meth:`Arg.check`) and set as an attribute of the same name."""
         self.cfg = cfg
         self.ctx = None
+        for key, arg in declared_args(type(self)).items():
+            setattr(self, key, arg.check(key, method_args.get(key, arg.default)))
 
     def build_model(self, backbone: nn.Module) -> nn.Module:
         return IncrementalNet(backbone)

@@ -37,8 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradlab.errors import ConfigError
+from gradlab.methods.args import Arg
 from gradlab.methods.base import Method, register
-from gradlab.methods.wa import check_temperature, soft_cross_entropy
+from gradlab.methods.wa import soft_cross_entropy
 from gradlab.models.factory import IncrementalNet
 from gradlab.training.stages import Stage
 
@@ -95,27 +96,16 @@ class BiC(Method):
     """BiC (Wu et al., CVPR 2019): KD + a bias-correction layer (alpha, beta) trained on held-out exemplars."""
 
     name = "bic"
+    args = {"temperature": Arg.number(2.0, above=True, help="KD temperature T"),
+            "lambda_kd": Arg.number(None, 0, 1, none="n / (n + m), old over seen classes", help="KD weight"),
+            "bias_val_fraction": Arg.number(0.1, 0, 1, above=True, below=True,
+                                            help="exemplars held out for the bias stage"),
+            "bias_epochs": Arg.integer(200, help="epochs of the bias-correction stage"),
+            "bias_lr": Arg.number(None, above=True, none="the run's lr", help="lr of the bias stage"),
+            "beta_l2": Arg.number(0.1, help="L2 penalty on beta")}
 
-    def __init__(self, cfg, temperature: float = 2.0, lambda_kd: float | None = None,
-                 bias_val_fraction: float = 0.1, bias_epochs: int = 200, bias_lr: float | None = None,
-                 beta_l2: float = 0.1):
-        super().__init__(cfg)
-
-        def number(field, value, allowed, ok):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-                raise ConfigError(f"method_args.{field} must be a number {allowed}, got {value!r}")
-            return float(value)
-
-        self.temperature = check_temperature(temperature)
-        self.lambda_kd = None if lambda_kd is None else \
-            number("lambda_kd", lambda_kd, "in [0, 1] (or null: n / (n + m))", lambda v: 0 <= v <= 1)
-        self.val_fraction = number("bias_val_fraction", bias_val_fraction, "in (0, 1)", lambda v: 0 < v < 1)
-        if isinstance(bias_epochs, bool) or not isinstance(bias_epochs, int) or bias_epochs < 0:
-            raise ConfigError(f"method_args.bias_epochs must be an integer >= 0, got {bias_epochs!r}")
-        self.bias_epochs = bias_epochs
-        self.bias_lr = None if bias_lr is None else \
-            number("bias_lr", bias_lr, "> 0 (or null: the run's lr)", lambda v: v > 0)
-        self.beta_l2 = number("beta_l2", beta_l2, ">= 0", lambda v: v >= 0)
+    def __init__(self, cfg, **method_args):
+        super().__init__(cfg, **method_args)
         if cfg is not None and (cfg.memory_total == 0 or (cfg.memory_total is None and cfg.memory == 0)):
             raise ConfigError("method 'bic' needs exemplars for its validation split: memory (or memory_total) "
                               "must be > 0")
@@ -131,7 +121,7 @@ class BiC(Method):
         """(validation, training) exemplars per class in this phase."""
         cfg = ctx.cfg
         per_class = cfg.memory if cfg.memory_total is None else cfg.memory_total // ctx.num_seen
-        val = math.ceil(self.val_fraction * per_class)
+        val = math.ceil(self.bias_val_fraction * per_class)
         return val, per_class - val
 
     def before_task(self, ctx) -> None:

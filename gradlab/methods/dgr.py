@@ -32,7 +32,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gradlab.errors import ConfigError
+from gradlab.methods.args import Arg
 from gradlab.methods.base import Method, register
 from gradlab.methods.distillation import dakd, feature_distillation, logit_kd
 from gradlab.training.row_gradients import step_row_gradients
@@ -64,27 +64,20 @@ class DGR(Method):
     name = "dgr"
     preset = {"reweighting": "decoupled", "prior": True, "distillation": "dakd"}
 
-    def __init__(self, cfg, reweighting: str | None = None, prior: bool | None = None,
-                 distillation: str | None = None, eta: float = 1.0, lambda_b: float = 0.7,
-                 temperature: float = 2.0):
-        super().__init__(cfg)
+    args = {"reweighting": Arg.choice(None, REWEIGHTINGS, none="the method's own setting",
+                                      help="decoupled (DGR), unified (GR) or none"),
+            "prior": Arg.flag(None, none="the method's own setting", help="CE on z + log(class prior)"),
+            "distillation": Arg.choice(None, DISTILLATIONS, none="the method's own setting",
+                                       help="dakd, kd, feature or none"),
+            "eta": Arg.number(1.0, help="gamma = exp(-eta n_seen / (n_seen + n_new))"),
+            "lambda_b": Arg.number(0.7, help="KD weight base: lambda_kd = lambda_b sqrt(n_seen / n_new)"),
+            "temperature": Arg.number(2.0, above=True, help="KD temperature T")}
 
-        given = {"reweighting": reweighting, "prior": prior, "distillation": distillation}
-        settings = {**self.preset, **{k: v for k, v in given.items() if v is not None}}
-        self.reweighting, self.prior, self.distillation = (settings["reweighting"], settings["prior"],
-                                                           settings["distillation"])
-        if self.reweighting not in REWEIGHTINGS:
-            raise ConfigError(f"method_args.reweighting must be one of {list(REWEIGHTINGS)}, got {self.reweighting!r}")
-        if self.distillation not in DISTILLATIONS:
-            raise ConfigError(f"method_args.distillation must be one of {list(DISTILLATIONS)}, got {self.distillation!r}")
-        if not isinstance(self.prior, bool):
-            raise ConfigError(f"method_args.prior must be true or false, got {self.prior!r}")
-        for field, value in (("eta", eta), ("lambda_b", lambda_b), ("temperature", temperature)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or \
-                    (field == "temperature" and value == 0):
-                raise ConfigError(f"method_args.{field} must be a number {'> 0' if field == 'temperature' else '>= 0'},"
-                                  f" got {value!r}")
-        self.eta, self.lambda_b, self.temperature = float(eta), float(lambda_b), float(temperature)
+    def __init__(self, cfg, **method_args):
+        super().__init__(cfg, **method_args)
+        for key, value in self.preset.items():          # unset: the variant's own setting
+            if getattr(self, key) is None:
+                setattr(self, key, value)
         self.distill_term = "feature_kd" if self.distillation == "feature" else "kd"
 
     # ------------------------------------------------------------------ per-phase constants (official ``train_loop``)
@@ -146,17 +139,33 @@ class DGR(Method):
         ctx.extras["row_scales"] = {"ce": omega, "kd": beta}   # published for probes (reweighted norms)
 
 
-def _preset(name: str, doc: str, **settings) -> type:
-    cls = type(f"DGR_{name.replace('-', '_')}", (DGR,), {"name": name, "preset": {**DGR.preset, **settings},
-                                                         "__doc__": doc, "__module__": __name__})
-    return register(cls)
+@register
+class CE(DGR):
+    """CE + memory through the DGR code path (no prior, no reweighting, no distillation)."""
+
+    name = "ce"
+    preset = {"reweighting": "none", "prior": False, "distillation": "none"}
 
 
-_preset("ce", "CE + memory through the DGR code path (no prior, no reweighting, no distillation).",
-        reweighting="none", prior=False, distillation="none")
-_preset("kd", "CE + memory + logit KD (lambda_kd T^2 KL), no prior, no reweighting.",
-        reweighting="none", prior=False, distillation="kd")
-_preset("gr", "Unified gradient reweighting (one class-balance group, no task balance) + prior + DAKD.",
-        reweighting="unified")
-_preset("dgr-no-dakd", "DGR with plain logit KD instead of DAKD (decoupled reweighting + prior).",
-        distillation="kd")
+@register
+class KD(DGR):
+    """CE + memory + logit KD (lambda_kd T^2 KL), no prior, no reweighting."""
+
+    name = "kd"
+    preset = {"reweighting": "none", "prior": False, "distillation": "kd"}
+
+
+@register
+class GR(DGR):
+    """Unified gradient reweighting (one class-balance group, no task balance) + prior + DAKD."""
+
+    name = "gr"
+    preset = {**DGR.preset, "reweighting": "unified"}
+
+
+@register
+class DGRWithoutDAKD(DGR):
+    """DGR with plain logit KD instead of DAKD (decoupled reweighting + prior)."""
+
+    name = "dgr-no-dakd"
+    preset = {**DGR.preset, "distillation": "kd"}

@@ -39,9 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradlab.errors import ConfigError
+from gradlab.methods.args import Arg
 from gradlab.methods.base import Method, register
-from gradlab.methods.wa import check_bool, check_temperature
 from gradlab.training.stages import Stage, class_balanced_indices, stage_generator
 
 BALANCED = ("facil", "per_class")
@@ -63,27 +62,17 @@ class EEIL(Method):
 
     name = "eeil"
 
-    def __init__(self, cfg, lambda_kd: float = 1.0, temperature: float = 2.0, balanced: str = "facil",
-                 finetune_epochs: int | None = None, finetune_lr_factor: float = 0.01,
-                 skip_last_old_head: bool = True):
-        super().__init__(cfg)
+    args = {"lambda_kd": Arg.number(1.0, help="KD weight"),
+            "temperature": Arg.number(2.0, above=True, help="KD temperature T"),
+            "balanced": Arg.choice("facil", BALANCED, help="the fine-tuning data: FACIL's draw or per class"),
+            "finetune_epochs": Arg.integer(None, none="a quarter of the run's epochs", help="balanced fine-tuning"),
+            "finetune_lr_factor": Arg.number(0.01, above=True, help="fine-tuning lr = run lr x this"),
+            "skip_last_old_head": Arg.flag(True, help="LT-CIL: do not distil the newest old head in stage a")}
 
-        if isinstance(lambda_kd, bool) or not isinstance(lambda_kd, (int, float)) or lambda_kd < 0:
-            raise ConfigError(f"method_args.lambda_kd must be a number >= 0, got {lambda_kd!r}")
-        if balanced not in BALANCED:
-            raise ConfigError(f"method_args.balanced must be one of {list(BALANCED)}, got {balanced!r}")
-        if finetune_epochs is not None and (isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int)
-                                            or finetune_epochs < 0):
-            raise ConfigError(f"method_args.finetune_epochs must be an integer >= 0 or null (a quarter of the "
-                              f"run's epochs), got {finetune_epochs!r}")
-        if isinstance(finetune_lr_factor, bool) or not isinstance(finetune_lr_factor, (int, float)) \
-                or finetune_lr_factor <= 0:
-            raise ConfigError(f"method_args.finetune_lr_factor must be a number > 0, got {finetune_lr_factor!r}")
-        self.lambda_kd, self.temperature = float(lambda_kd), check_temperature(temperature)
-        self.balanced = balanced
-        self.finetune_epochs = (max(1, round(cfg.epochs / 4)) if finetune_epochs is None else finetune_epochs)
-        self.finetune_lr_factor = float(finetune_lr_factor)
-        self.skip_last_old_head = check_bool("skip_last_old_head", skip_last_old_head)
+    def __init__(self, cfg, **method_args):
+        super().__init__(cfg, **method_args)
+        if self.finetune_epochs is None:
+            self.finetune_epochs = max(1, round(cfg.epochs / 4))
         self.finetune_losses: list[float] = []
 
     # ------------------------------------------------------------------ the loss

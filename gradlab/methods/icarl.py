@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from gradlab.errors import ConfigError
+from gradlab.methods.args import Arg
 from gradlab.methods.base import Method, register
 from gradlab.methods.nme import current_means, exemplar_class_means, normalise
 
@@ -55,25 +56,18 @@ class ICaRL(Method):
 
     name = "icarl"
 
-    def __init__(self, cfg, loss: str = "ce_kd", classifier: str = "nme", flip_means: bool | None = None,
-                 lambda_kd: float = 1.0):
-        super().__init__(cfg)
+    args = {"loss": Arg.choice("ce_kd", LOSSES, help="ce_kd (LT-CIL) or the paper's per-class sigmoid BCE"),
+            "classifier": Arg.choice("nme", CLASSIFIERS, help="nearest mean of exemplars, or the CNN's logits"),
+            "flip_means": Arg.flag(None, none="follow the data's flip augmentation",
+                                   help="class means over flipped images too"),
+            "lambda_kd": Arg.number(1.0, help="distillation weight")}
 
-        if loss not in LOSSES:
-            raise ConfigError(f"method_args.loss must be one of {list(LOSSES)}, got {loss!r}")
-        if classifier not in CLASSIFIERS:
-            raise ConfigError(f"method_args.classifier must be one of {list(CLASSIFIERS)}, got {classifier!r}")
-        if flip_means is not None and not isinstance(flip_means, bool):
-            raise ConfigError(f"method_args.flip_means must be true, false or null (follow the data's flip "
-                              f"augmentation), got {flip_means!r}")
-        if isinstance(lambda_kd, bool) or not isinstance(lambda_kd, (int, float)) or lambda_kd < 0:
-            raise ConfigError(f"method_args.lambda_kd must be a number >= 0, got {lambda_kd!r}")
+    def __init__(self, cfg, **method_args):
+        super().__init__(cfg, **method_args)
         no_memory = cfg is not None and (cfg.memory_total == 0 or (cfg.memory_total is None and cfg.memory == 0))
-        if classifier == "nme" and no_memory:
+        if self.classifier == "nme" and no_memory:
             raise ConfigError("method_args.classifier 'nme' needs exemplars (memory > 0 or memory_total > 0); "
                               "allowed with memory 0: 'cnn'")
-        self.loss, self.classifier, self.flip_means = loss, classifier, flip_means
-        self.lambda_kd = float(lambda_kd)
         self.means: torch.Tensor | None = None
         self._means_key = None
 

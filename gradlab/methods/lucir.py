@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradlab.errors import ConfigError
+from gradlab.methods.args import Arg
 from gradlab.methods.base import Method, register
 from gradlab.methods.distillation import feature_distillation
 from gradlab.methods.nme import current_means, exemplar_class_means
@@ -108,53 +109,28 @@ def remove_last_relu(backbone: nn.Module) -> nn.Module:
     return backbone
 
 
-def _check_number(field: str, value, minimum: float = 0.0, strict: bool = False) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or \
-        (value <= minimum if strict else value < minimum)
-    if bad:
-        raise ConfigError(f"method_args.{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
-    return float(value)
-
-
-def _check_int(field: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"method_args.{field} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_bool(field: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"method_args.{field} must be true or false, got {value!r}")
-    return value
-
-
 @register
 class LUCIR(Method):
     """LUCIR (Hou et al., CVPR 2019): cosine head, less-forget feature distillation, margin ranking."""
 
     name = "lucir"
 
-    def __init__(self, cfg, lambda_base: float = 5.0, k: int = 2, margin: float = 0.5, lambda_mr: float = 1.0,
-                 imprint: bool = True, cbf: bool = False, cbf_epochs: int = 20, cbf_lr: float = 0.01,
-                 classifier: str = "cnn", mr_reduction: str = "pairs"):
-        super().__init__(cfg)
+    args = {"lambda_base": Arg.number(5.0, help="less-forget weight at one old / one new class"),
+            "k": Arg.integer(2, low=1, help="hard negatives per image in the margin ranking loss"),
+            "margin": Arg.number(0.5, help="margin of the ranking loss"),
+            "lambda_mr": Arg.number(1.0, help="margin ranking loss weight"),
+            "imprint": Arg.flag(True, help="initialise the new rows from normalised class means"),
+            "cbf": Arg.flag(False, help="class-balanced fine-tuning after each phase"),
+            "cbf_epochs": Arg.integer(20, help="epochs of the class-balanced fine-tuning"),
+            "cbf_lr": Arg.number(0.01, above=True, help="lr of the class-balanced fine-tuning"),
+            "classifier": Arg.choice("cnn", CLASSIFIERS, help="the cosine head's logits, or nearest mean"),
+            "mr_reduction": Arg.choice("pairs", MR_REDUCTIONS, help="how the ranking loss is averaged")}
 
-        if classifier not in CLASSIFIERS:
-            raise ConfigError(f"method_args.classifier must be one of {list(CLASSIFIERS)}, got {classifier!r}")
-        if mr_reduction not in MR_REDUCTIONS:
-            raise ConfigError(f"method_args.mr_reduction must be one of {list(MR_REDUCTIONS)}, got {mr_reduction!r}")
-        self.lambda_base = _check_number("lambda_base", lambda_base)
-        self.k = _check_int("k", k, 1)
-        self.margin = _check_number("margin", margin)
-        self.lambda_mr = _check_number("lambda_mr", lambda_mr)
-        self.imprint = _check_bool("imprint", imprint)
-        self.cbf = _check_bool("cbf", cbf)
-        self.cbf_epochs = _check_int("cbf_epochs", cbf_epochs, 0)
-        self.cbf_lr = _check_number("cbf_lr", cbf_lr, strict=True)
-        self.classifier, self.mr_reduction = classifier, mr_reduction
+    def __init__(self, cfg, **method_args):
+        super().__init__(cfg, **method_args)
         no_memory = cfg is not None and (cfg.memory_total == 0 or (cfg.memory_total is None and cfg.memory == 0))
-        if no_memory and (classifier == "nme" or self.cbf):
-            what = "classifier 'nme'" if classifier == "nme" else "cbf true"
+        if no_memory and (self.classifier == "nme" or self.cbf):
+            what = "classifier 'nme'" if self.classifier == "nme" else "cbf true"
             raise ConfigError(f"method_args: {what} needs exemplars (memory > 0 or memory_total > 0); "
                               "with memory 0 use classifier 'cnn' and cbf false")
         self.lambda_lf = 0.0

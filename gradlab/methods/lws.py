@@ -1,14 +1,14 @@
 """LT-CIL's two-stage baseline: "Long-Tailed Class Incremental Learning" (Liu et al., ECCV 2022).
 
 As the official LT-CIL code (``src/approach/{lucir,podnet,eeil}_2stage.py``, ``LAS_utils.py``,
-``datasets/data_loader.py``) does it. :func:`two_stage` turns any registered method ``<base>`` into
-``<base>-2stage``:
+``datasets/data_loader.py``) does it. :class:`LWSTwoStage` in front of a method's class makes ``<base>-2stage``
+(registered here for EEIL, LUCIR and PODNet):
 
 - stage 1: the base method, unchanged (its losses, its extra stages such as EEIL's balanced fine-tuning
   or LUCIR's CBF, its teacher). The scales below are not used in stage 1 nor by the teacher.
 - stage 2, classifier re-balancing, at the end of every phase (the base phase too, ``stage2_base_phase``),
-  after the base method's own ``after_task`` and before the memory update, via
-  :func:`gradlab.methods.stages.train_stage`:
+  after the base method's own stages and before the memory update, as an extra stage the trainer runs
+  (:class:`gradlab.training.stages.Stage`):
   * learnable weight scaling (LWS): one scale s_c per seen class, initialised to 1 when the class
     arrives (LT-CIL: one vector per task head); the logits become z'_c = s_c z_c (for a cosine head
     z_c = sigma cos, for PODNet's LSC z_c = eta y^_c). Prediction uses z' (the base method's prediction
@@ -36,8 +36,6 @@ Method args: the base method's, plus ``stage2_epochs``, ``stage2_lr``, ``stage2_
 """
 from __future__ import annotations
 
-import importlib
-import inspect
 import math
 from typing import Callable, NamedTuple
 
@@ -47,14 +45,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradlab.errors import ConfigError
-from gradlab.methods.base import METHODS, register
+from gradlab.methods.args import Arg
+from gradlab.methods.base import register
+from gradlab.methods.eeil import EEIL
+from gradlab.methods.lucir import LUCIR
+from gradlab.methods.podnet import PODNet
 from gradlab.models.heads import CosineHead, IncrementalLinear
 from gradlab.models.lsc import LocalSimilarityClassifier
 from gradlab.training.stages import Stage, stage_generator
 
-STAGE2_DEFAULTS = {"stage2_epochs": None, "stage2_lr": None, "stage2_lws_lr_factor": 0.1, "stage2_draw": 4,
-                   "stage2_base_phase": True}
-DEFAULT_BASES = ("eeil", "lucir", "podnet")      # registered as <base>-2stage when their module exists
 PAPER_EPOCHS, PAPER_STAGE2_EPOCHS = 160, 30
 
 
@@ -63,8 +62,8 @@ class LearnableWeightScaling(nn.Module):
     """z'_c = s_c z_c, one scale per class seen so far; ``grow(n)`` appends n ones.
 
     The scale is a parameter with ``requires_grad=False`` outside stage 2, so the main training's
-    optimizer (built from the parameters that require grad) never touches it; :func:`train_stage`
-    switches it on for the stage and back off.
+    optimizer (built from the parameters that require grad) never touches it; stage 2 switches it on for the
+    stage and back off.
     """
 
     def __init__(self):
@@ -190,36 +189,24 @@ def stage2_lr_lambdas(epochs: int, lws_factor: float) -> list[Callable[[int], fl
 
 # ---------------------------------------------------------------------------- the wrapper
 class LWSTwoStage:
-    """Mixin put in front of a base method's class by :func:`two_stage`."""
+    """LT-CIL's stage 2 on top of a base method: put it in front of the base class (``class X(LWSTwoStage, EEIL)``)."""
 
     base_name = "base"
+    args = {"stage2_epochs": Arg.integer(None, none="30 at 160 epochs, scaled with the run's epochs",
+                                         help="epochs of stage 2"),
+            "stage2_lr": Arg.number(None, above=True, none="the run's lr", help="stage 2's lr"),
+            "stage2_lws_lr_factor": Arg.number(0.1, above=True, help="the scales' lr = stage 2's lr x this"),
+            "stage2_draw": Arg.integer(4, low=1, help="consecutive images per class visit of the sampler"),
+            "stage2_base_phase": Arg.flag(True, help="stage 2 after the base phase too")}
 
-    def _init_stage2(self, cfg, stage2_epochs, stage2_lr, stage2_lws_lr_factor, stage2_draw, stage2_base_phase):
-        if stage2_epochs is not None and (isinstance(stage2_epochs, bool) or not isinstance(stage2_epochs, int)
-                                          or stage2_epochs < 0):
-            raise ConfigError(f"method_args.stage2_epochs must be an integer >= 0 or null (30 at 160 epochs, "
-                              f"scaled with the run's epochs), got {stage2_epochs!r}")
-        for field, value in (("stage2_lr", stage2_lr), ("stage2_lws_lr_factor", stage2_lws_lr_factor)):
-            if value is None and field == "stage2_lr":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
-                allowed = "a number > 0 or null (the run's lr)" if field == "stage2_lr" else "a number > 0"
-                raise ConfigError(f"method_args.{field} must be {allowed}, got {value!r}")
-        if isinstance(stage2_draw, bool) or not isinstance(stage2_draw, int) or stage2_draw < 1:
-            raise ConfigError(f"method_args.stage2_draw must be an integer >= 1, got {stage2_draw!r}")
-        if not isinstance(stage2_base_phase, bool):
-            raise ConfigError(f"method_args.stage2_base_phase must be true or false, got {stage2_base_phase!r}")
+    def __init__(self, cfg, **method_args):
+        super().__init__(cfg, **method_args)
         if getattr(self, "classifier", "cnn") != "cnn":
             raise ConfigError(f"method_args.classifier must be 'cnn' for {self.name} (LWS rescales the CNN "
                               f"logits), got {self.classifier!r}; allowed: ['cnn']")
-        epochs = getattr(cfg, "epochs", PAPER_EPOCHS)
-        self.stage2_epochs = (max(1, round(PAPER_STAGE2_EPOCHS * epochs / PAPER_EPOCHS)) if stage2_epochs is None
-                              else stage2_epochs)
-        self.stage2_lr = None if stage2_lr is None else float(stage2_lr)
-        self.stage2_lws_lr_factor = float(stage2_lws_lr_factor)
-        self.stage2_draw = stage2_draw
-        self.stage2_base_phase = stage2_base_phase
+        if self.stage2_epochs is None:
+            epochs = getattr(cfg, "epochs", PAPER_EPOCHS)
+            self.stage2_epochs = max(1, round(PAPER_STAGE2_EPOCHS * epochs / PAPER_EPOCHS))
         self.stage2_losses: list[float] = []
 
     def build_model(self, backbone: nn.Module) -> nn.Module:
@@ -265,40 +252,31 @@ class LWSTwoStage:
         return self.ctx.model.lws(super().predict(x))
 
 
-def extend_signature(init, extra: dict) -> inspect.Signature:
-    """``init``'s signature plus keyword-only ``extra`` (name -> default): what ``method_options`` reads."""
-    sig = inspect.signature(init)
-    params = [p for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in extra.items()]
-    return sig.replace(parameters=params)
+@register
+class EEILTwoStage(LWSTwoStage, EEIL):
+    """EEIL + LT-CIL's LWS stage 2 (Liu et al., ECCV 2022): class-aware re-training of logit scales and head.
+
+    After each phase, learnable per-class logit scales and the current task's head are re-trained on
+    class-aware batches (see the module docstring)."""
+
+    name, base_name = "eeil-2stage", "eeil"
 
 
-def two_stage(base_name: str) -> type:
-    """Build and register ``<base_name>-2stage``: the base method + LWS stage 2 (idempotent)."""
-    name = f"{base_name}-2stage"
-    if name in METHODS:
-        return METHODS[name]
-    if base_name not in METHODS:
-        raise ValueError(f"two_stage: base method must be one of {sorted(METHODS)}, got {base_name!r}")
-    base = METHODS[base_name]
+@register
+class LUCIRTwoStage(LWSTwoStage, LUCIR):
+    """LUCIR + LT-CIL's LWS stage 2 (Liu et al., ECCV 2022): class-aware re-training of logit scales and head.
 
-    def __init__(self, cfg, **kwargs):
-        stage2 = {k: kwargs.pop(k) for k in list(kwargs) if k in STAGE2_DEFAULTS}
-        base.__init__(self, cfg, **kwargs)
-        self._init_stage2(cfg, **{**STAGE2_DEFAULTS, **stage2})
+    After each phase, learnable per-class logit scales and the current task's head are re-trained on
+    class-aware batches (see the module docstring)."""
 
-    __init__.__signature__ = extend_signature(base.__init__, STAGE2_DEFAULTS)
-    doc = (f"{base_name} + LWS two-stage (Liu et al., ECCV 2022): class-aware re-training of learnable "
-           f"per-class logit scales and the current head after each phase.")
-    cls = type(f"{base.__name__}TwoStage", (LWSTwoStage, base),
-               {"name": name, "base_name": base_name, "__init__": __init__, "__doc__": doc, "__module__": __name__})
-    return register(cls)
+    name, base_name = "lucir-2stage", "lucir"
 
 
-def _register_defaults() -> None:
-    for base_name in DEFAULT_BASES:
-        importlib.import_module(f"gradlab.methods.{base_name}")
-        two_stage(base_name)
+@register
+class PODNetTwoStage(LWSTwoStage, PODNet):
+    """PODNet + LT-CIL's LWS stage 2 (Liu et al., ECCV 2022): class-aware re-training of logit scales and head.
 
+    After each phase, learnable per-class logit scales and the current task's head are re-trained on
+    class-aware batches (see the module docstring)."""
 
-_register_defaults()
+    name, base_name = "podnet-2stage", "podnet"

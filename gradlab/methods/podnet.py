@@ -52,9 +52,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradlab.errors import ConfigError
+from gradlab.methods.args import Arg
 from gradlab.methods.base import Method, register
 from gradlab.methods.distillation import feature_distillation
-from gradlab.methods.wa import check_bool
 from gradlab.models.factory import IncrementalNet
 from gradlab.models.lsc import LocalSimilarityClassifier
 from gradlab.models.resnet_cifar import ResNetCifar, SmallConvNet
@@ -141,34 +141,25 @@ def drop_last_relu(backbone: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------- the method
-def _check_number(field: str, value, minimum: float = 0.0, strict: bool = False) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-    if bad or value < minimum or (strict and value == minimum):
-        raise ConfigError(f"method_args.{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
-    return float(value)
-
-
 @register
 class PODNet(Method):
     """PODNet (Douillard et al., ECCV 2020): local similarity classifier + CE as LT-CIL (or NCA), POD distillation."""
 
     name = "podnet"
 
-    def __init__(self, cfg, proxies: int = 10, margin: float = 0.6, lambda_c: float = 3.0, lambda_f: float = 1.0,
-                 hinge: bool = True, freeze_old: bool = True, lt_cil_nca: bool | None = None):
-        super().__init__(cfg)
+    args = {"proxies": Arg.integer(10, low=1, help="proxies per class in the local similarity classifier"),
+            "margin": Arg.number(0.6, help="NCA margin"),
+            "lambda_c": Arg.number(3.0, help="POD-spatial weight"),
+            "lambda_f": Arg.number(1.0, help="POD-flat weight"),
+            "hinge": Arg.flag(True, help="NCA with a hinge at 0"),
+            "freeze_old": Arg.flag(True, help="old classes' proxies frozen"),
+            "lt_cil_nca": Arg.flag(None, none="LT-CIL's NCA for podnet and podnet-2stage, the paper's otherwise",
+                                   help="LT-CIL's NCA (cross-entropy on margin-shifted logits)")}
 
-        if isinstance(proxies, bool) or not isinstance(proxies, int) or proxies < 1:
-            raise ConfigError(f"method_args.proxies must be an integer >= 1, got {proxies!r}")
-        self.proxies = proxies
-        self.margin = _check_number("margin", margin)
-        self.lambda_c = _check_number("lambda_c", lambda_c)
-        self.lambda_f = _check_number("lambda_f", lambda_f)
-        self.hinge = check_bool("hinge", hinge)
-        self.freeze_old = check_bool("freeze_old", freeze_old)
-        if lt_cil_nca is None:
-            lt_cil_nca = self.name in LT_CIL_METHODS
-        self.lt_cil_nca = check_bool("lt_cil_nca", lt_cil_nca)
+    def __init__(self, cfg, **method_args):
+        super().__init__(cfg, **method_args)
+        if self.lt_cil_nca is None:
+            self.lt_cil_nca = self.name in LT_CIL_METHODS
         self.class_term = "ce" if self.lt_cil_nca else "nca"
         self.factor = 0.0
 

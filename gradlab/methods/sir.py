@@ -39,21 +39,15 @@ Method args: PODNet's, plus ``fcs`` (group | class | none), ``tau`` (1), ``cam``
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradlab.errors import ConfigError
+from gradlab.methods.args import Arg
 from gradlab.methods.base import register
-from gradlab.methods.lws import extend_signature
 from gradlab.methods.podnet import PODNet
 
 FCS_MODES = ("group", "class", "none")
-SIR_DEFAULTS = {"fcs": "group", "tau": 1.0, "cam": True, "gamma": 0.9, "its": True, "beta": 0.5,
-                "its_temperature": 0.1}
-
 
 # ---------------------------------------------------------------------------- the three parts, as pure functions
 def frequency_offsets(counts, num_old: int, mode: str = "group", tau: float = 1.0) -> torch.Tensor:
@@ -110,24 +104,16 @@ class SIR(PODNet):
 
     name = "sir"
 
-    def __init__(self, cfg, **kwargs):
-        own = {**SIR_DEFAULTS, **{k: kwargs.pop(k) for k in list(kwargs) if k in SIR_DEFAULTS}}
-        super().__init__(cfg, **kwargs)
-        if own["fcs"] not in FCS_MODES:
-            raise ConfigError(f"method_args.fcs must be one of {list(FCS_MODES)}, got {own['fcs']!r}")
-        for field in ("cam", "its"):
-            if not isinstance(own[field], bool):
-                raise ConfigError(f"method_args.{field} must be true or false, got {own[field]!r}")
-        for field, low, high, strict in (("tau", 0.0, math.inf, False), ("beta", 0.0, math.inf, False),
-                                         ("its_temperature", 0.0, math.inf, True), ("gamma", 0.0, 1.0, False)):
-            value = own[field]
-            bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            if bad or value < low or value > high or (strict and value == low):
-                bounds = f"in [{low:g}, {high:g}]" if math.isfinite(high) else f"{'>' if strict else '>='} {low:g}"
-                raise ConfigError(f"method_args.{field} must be a number {bounds}, got {value!r}")
-        self.fcs, self.cam, self.its = own["fcs"], own["cam"], own["its"]
-        self.tau, self.gamma, self.beta = float(own["tau"]), float(own["gamma"]), float(own["beta"])
-        self.its_temperature = float(own["its_temperature"])
+    args = {"fcs": Arg.choice("group", FCS_MODES, help="frequency compensation per class or per old/new group"),
+            "tau": Arg.number(1.0, help="strength of the frequency compensation"),
+            "cam": Arg.flag(True, help="chronological attenuation of the offsets"),
+            "gamma": Arg.number(0.9, 0.0, 1.0, help="attenuation per step"),
+            "its": Arg.flag(True, help="inheritance transfer from similar old classes"),
+            "beta": Arg.number(0.5, help="inheritance transfer weight"),
+            "its_temperature": Arg.number(0.1, above=True, help="temperature of the class similarity")}
+
+    def __init__(self, cfg, **method_args):
+        super().__init__(cfg, **method_args)
         self.offsets: torch.Tensor | None = None
         self.similarity: torch.Tensor | None = None
 
@@ -176,4 +162,3 @@ class SIR(PODNet):
         return super().classification_loss(adjusted, targets)
 
 
-SIR.__init__.__signature__ = extend_signature(PODNet.__init__, SIR_DEFAULTS)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gradlab.errors import ConfigError
+from gradlab.methods.args import Arg
 from gradlab.methods.base import Method, register
 
 
@@ -49,28 +49,16 @@ def align_weights(weight: torch.Tensor, num_old: int) -> float:
     return float(gamma)
 
 
-def check_temperature(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"method_args.temperature must be a number > 0, got {value!r}")
-    return float(value)
-
-
-def check_bool(field: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"method_args.{field} must be true or false, got {value!r}")
-    return value
-
-
 @register
 class WA(Method):
     """WA (Zhao et al., CVPR 2020): KD + weight aligning of the new classifier rows after each phase."""
 
     name = "wa"
+    args = {"temperature": Arg.number(2.0, above=True, help="KD temperature T"),
+            "clip": Arg.flag(True, help="clamp the classifier weights to >= 0 after every step (the paper)")}
 
-    def __init__(self, cfg, temperature: float = 2.0, clip: bool = True):
-        super().__init__(cfg)
-        self.temperature = check_temperature(temperature)
-        self.clip = check_bool("clip", clip)
+    def __init__(self, cfg, **method_args):
+        super().__init__(cfg, **method_args)
         self._clipping_optimizer = None
 
     def before_task(self, ctx) -> None:

@@ -206,9 +206,10 @@ class Explorer(W.VBox):
 
         def describe(_=None):
             name = c["method"].value
-            options = ", ".join(method_options(name)) if name in methods else ""
-            self.method_help.value = (f"<i>{name}</i>: {_escape(methods.get(name, ''))}"
-                                      + (f" · method args: <code>{_escape(options)}</code>" if options else ""))
+            options = method_options(name) if name in methods else {}
+            rows = "".join(f"<br><code>{key}</code> = {_escape(str(arg.default))}: {_escape(arg.allowed())}"
+                           f"{' - ' + _escape(arg.help) if arg.help else ''}" for key, arg in options.items())
+            self.method_help.value = f"<i>{name}</i>: {_escape(methods.get(name, ''))}" + rows
 
         def conv_is_balanced(_=None):
             c["imbalance"].disabled = c["order"].value == "conv"
