@@ -10,10 +10,13 @@ import argparse
 import errno
 import json
 import os
+import shlex
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
+import torch
 import yaml
 
 from gradlab.checks import parse_method_args
@@ -137,8 +140,6 @@ def _check_workers(workers: int | None) -> None:
 def _confirm(yes: bool, long_protocol: bool = False):
     """``confirm(seconds)`` for :func:`gradlab.runs.executor.run_many`: on a CPU, the full / paper protocol or more
     than 30 min of estimated training asks first (see :func:`gradlab.runs.estimate.confirm_start`)."""
-    import torch
-
 
     def confirm(seconds: float | None) -> None:
         on_cpu = not torch.cuda.is_available()
@@ -206,8 +207,6 @@ def command_info() -> int:
 def _warnings_as_lines() -> None:
     """gradlab's own warnings as one line on stderr ("gradlab: warning: ..."), not Python's two-line form
     (call inside ``warnings.catch_warnings()``, which restores the default)."""
-    import warnings
-
 
     default = warnings.showwarning
 
@@ -228,7 +227,6 @@ def _interrupted(err: KeyboardInterrupt, ns: argparse.Namespace, argv: list[str]
         return "interrupted"
     if not isinstance(err, RunInterrupted):
         return "interrupted before training started; nothing was recorded"
-    import shlex
 
     args = [a for a in argv if a not in ("--resume", "--overwrite")]
     command = f"{_here(Path(sys.executable).parent / 'gradlab')} {shlex.join(args)}"
@@ -251,8 +249,6 @@ def _os_error(err: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """The ``gradlab`` command: errors end as one line on stderr (exit 2 for bad settings or a failed read /
     write such as a full disk, 3 for a diverged run, 130 for Ctrl-C), never as a traceback."""
-    import warnings
-
     argv = sys.argv[1:] if argv is None else list(argv)
     ns = None
     try:

@@ -7,11 +7,13 @@ from, so a test can tell exactly which images a split kept.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import struct
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR-100
@@ -84,8 +86,6 @@ def decode_fake_cifar(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------- JPEG trees
 def _write_jpeg(path: Path, label: int, number: int, size: tuple[int, int] = (12, 16)) -> None:
     """A tiny JPEG whose colour encodes (label, number); JPEG is lossy, so identify images by path."""
-    from PIL import Image
-
     h, w = size
     pixels = np.empty((h, w, 3), dtype=np.uint8)
     pixels[...] = (label % 251, number % 251, (label * 7 + number) % 251)
@@ -134,8 +134,6 @@ def food101_class_names(count: int = 101) -> list[str]:
 def write_fake_food101(root, train_counts=None, test_per_class: int = 1) -> Path:
     """torchvision's Food-101 layout: ``<root>/food-101/images/<class>/<id>.jpg``, ``meta/{train,test}.json``
     and ``meta/classes.txt``. ``train_counts``: images per class in sorted class order (default 2)."""
-    import json
-
     root = Path(root)
     base = root / "food-101"
     names = food101_class_names()

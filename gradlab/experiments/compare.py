@@ -10,6 +10,7 @@ over tasks that the official DGR / LT-CIL code prints).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -111,8 +112,6 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
     """Run (or reuse) every method on the same scenario, for every seed of ``seeds`` (default: the settings'
     seed), in parallel through :func:`gradlab.runs.executor.run_many` (``backend`` local or ray; ``workers`` runs at a
     time, default one per core; ``confirm``: see ``run_many``), and write the comparison files into ``out``."""
-    import sys
-
 
     configs = comparison_configs(methods, method_args, **settings)
     seeds = [next(iter(configs.values())).seed] if seeds is None else list(seeds)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import platform
 
+import torch
+
 from gradlab.analysis.verdicts import Stat, markdown
 
 # each figure's files (.png, .pdf, .csv) under the output folder
@@ -45,8 +47,6 @@ def _label(key) -> str:
 
 
 def figures_readme(plans, records, tables, rows, quick: bool, timing: dict) -> str:
-    import torch
-
     first = next(iter(next(iter(plans.values())).values()))
     any_cfg = next(iter(first.values()))
     seeds = sorted({seed for plan in plans.values() for runs in plan.values() for seed in runs})

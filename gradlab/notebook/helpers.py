@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,8 +203,6 @@ def _in_kernel() -> bool:
 
 def mean_matrix(records_by_seed: dict, kind: str = "accuracy") -> pd.DataFrame:
     """The mean over seeds of :func:`tables.phase_task_matrix` ({seed: RunRecord} -> phase x task)."""
-    import warnings
-
     frames = [tables.phase_task_matrix(record, kind) for record in records_by_seed.values()]
     stacked = np.stack([f.to_numpy(float) for f in frames])
     with warnings.catch_warnings():

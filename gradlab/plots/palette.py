@@ -14,6 +14,7 @@ Colours are hex strings, which plotly and matplotlib both take.
 """
 from __future__ import annotations
 
+import colorsys
 import hashlib
 import re
 
@@ -85,7 +86,6 @@ def task_color(task: int, num_tasks: int = 10) -> str:
     """Task ``task``'s colour (the tab10 colours; more than 10 tasks: evenly spaced hues)."""
     if num_tasks <= len(TAB10):
         return TAB10[int(task) % len(TAB10)]
-    import colorsys
 
     r, g, b = colorsys.hls_to_rgb((int(task) / num_tasks) % 1.0, 0.5, 0.65)
     return "#{:02x}{:02x}{:02x}".format(round(255 * r), round(255 * g), round(255 * b))

@@ -175,7 +175,6 @@ def _draw_series(ax, trace, index, categorical, position, bars, barmode, stack):
     """One Bar or Scatter trace on ``ax``; returns the artist for the legend."""
     import plotly.graph_objects as go
 
-
     xs = [position[str(x)] for x in _values(trace.x)] if categorical else np.asarray(_values(trace.x), dtype=float)
     ys = np.asarray([np.nan if y is None else y for y in _values(trace.y)], dtype=float)
     err = trace.error_y.array if trace.error_y is not None and trace.error_y.array is not None else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from gradlab.data.sources.base import ArrayImageSet, ImageSet, Source, SourceInfo
 
@@ -121,8 +122,6 @@ def _synthetic_tables() -> tuple[np.ndarray, np.ndarray]:
 
 def render_synthetic(split_id: int, indices: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Render synthetic images -> uint8 (n, 32, 32, 3); each depends only on (split, index, class)."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
     protos, noise = _synthetic_tables()
     proto_win = sliding_window_view(protos, (32, 32), axis=(2, 3))  # (C, 3, 2s+1, 2s+1, 32, 32)
     noise_win = sliding_window_view(noise, (32, 32), axis=(2, 3))
