@@ -54,6 +54,10 @@ def _download_cifar100(root: Path) -> None:
         ) from exc
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global that CIFAR files never hold."""
+
+
 class _SafeUnpickler(pickle.Unpickler):
     """Builds only what the CIFAR files hold: containers, strings, bytes, numbers and NumPy arrays. Any other
     global (``os.system``, ``builtins.eval``, ...) is refused, so a crafted file cannot run code."""
@@ -66,7 +70,7 @@ class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        raise _RefusedGlobal(f"global {module}.{name} is not allowed")
 
 
 def _read_cifar_pickle(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,10 +80,10 @@ def _read_cifar_pickle(path: Path, num_classes: int) -> tuple[np.ndarray, np.nda
     try:
         with open(path, "rb") as f:
             obj = _SafeUnpickler(f, encoding="bytes").load()
+    except _RefusedGlobal as exc:
+        raise DataError(f"CIFAR-100 file {path}: {exc}; the real files hold only dicts, lists, strings, bytes "
+                        "and NumPy arrays, so this one is not the CIFAR-100 file (refused without running it)") from None
     except pickle.UnpicklingError as exc:
-        if "not allowed" in str(exc):
-            raise DataError(f"CIFAR-100 file {path}: {exc}; the real files hold only dicts, lists, strings, bytes "
-                            "and NumPy arrays, so this one is not the CIFAR-100 file (refused without running it)") from None
         raise DataError(f"could not unpickle CIFAR-100 file {path} ({type(exc).__name__}: {exc}); "
                         f"expected a pickled dict as in {CIFAR_LAYOUT}") from None
     except Exception as exc:
