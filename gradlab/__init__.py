@@ -7,6 +7,10 @@ Public API (imported lazily so that ``import gradlab`` stays cheap):
 - :func:`load_run` - read a record folder back (config, summary, tidy tables);
 - :class:`Scenario` - a long-tailed class-incremental scenario (``gradlab.scenario``);
 - :func:`list_methods`, :func:`list_scenarios` - what can be run.
+
+Extending gradlab (docs/extending.md): :class:`Method` and :func:`register_method` (declared arguments:
+:class:`Arg`; extra training stages: :class:`Stage`), :class:`Probe` / :class:`Callback` and
+:func:`register_probe`, :func:`load_plugins` (what ``--plugin`` and ``plugins:`` do).
 """
 
 __version__ = "0.1.0"
@@ -19,6 +23,15 @@ _EXPORTS = {
     "load_run": ("gradlab.runs.records", "load_run"),
     "list_methods": ("gradlab.methods", "list_methods"),
     "list_scenarios": ("gradlab.scenario", "list_scenarios"),
+    "Method": ("gradlab.methods.base", "Method"),
+    "register_method": ("gradlab.methods.base", "register"),
+    "Arg": ("gradlab.methods.args", "Arg"),
+    "Stage": ("gradlab.training.stages", "Stage"),
+    "Callback": ("gradlab.training.trainer", "Callback"),
+    "Probe": ("gradlab.probes.base", "Probe"),
+    "register_probe": ("gradlab.probes", "register_probe"),
+    "load_plugins": ("gradlab.plugins", "load_plugins"),
+    "GradlabError": ("gradlab.errors", "GradlabError"),
 }
 
 __all__ = sorted(_EXPORTS)

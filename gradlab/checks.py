@@ -179,3 +179,16 @@ def format_method_args(args: dict | str | None) -> str:
         return v if plain and yaml.safe_load(v) == v else json.dumps(v)
 
     return ", ".join(f"{k}={value(v)}" for k, v in args.items())
+
+
+def check_registration(what: str, name: Any, cls: type, registry: dict) -> None:
+    """A name for ``registry`` (``what``: "register_method", "register_probe"): lower case letters, digits, '_',
+    '-', '.', and not taken by another class (the same class registered again, e.g. by a re-imported plugin, is
+    fine); a one-line ConfigError otherwise."""
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):
+        raise ConfigError(f"{what}: {cls.__qualname__} needs a name of lower case letters, digits, '_', '-', '.', "
+                          f"got {name!r}")
+    taken = registry.get(name)
+    if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ConfigError(f"{what}: the name {name!r} is taken by {taken.__module__}.{taken.__qualname__}; "
+                          "choose another name")

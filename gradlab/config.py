@@ -29,6 +29,7 @@ from gradlab.data.profiles import ORDERS, PROFILES, task_sizes
 from gradlab.data.sources import SOURCE_INFO
 from gradlab.errors import ConfigError, SettingWarning  # noqa: F401 - ConfigError: also importable from here
 from gradlab.methods import list_methods
+from gradlab.plugins import load_plugins
 from gradlab.probes import PROBE_EVERY, PROBES
 from gradlab.training.schedules import SCHEDULES
 
@@ -129,6 +130,7 @@ class RunConfig:
     probes: list[str] = field(default_factory=lambda: ["gradients", "weights", "accuracy"])
     probe_every: str = "epoch"          # gradient probe: mean per epoch, or every step
     presets: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)   # .py files or modules imported first (your methods, probes)
 
     def __post_init__(self) -> None:
         """Fill the recipe fields left unset from the scenario's recipe, then the paper's."""
@@ -269,6 +271,8 @@ class RunConfig:
     # ----------------------------------------------------------------- validation
     def validate(self) -> "RunConfig":
         """Check every field against its allowed values; raise :class:`ConfigError` on the first bad one."""
+        self.plugins = [str(p) for p in self.plugins] if isinstance(self.plugins, (list, tuple)) else self.plugins
+        load_plugins(self.plugins)          # before the names below are checked: a plugin may register them
         if self.scenario is None:
             raise ConfigError(f"scenario: none given; choose one of {list(SCENARIOS)} (the quick start: "
                               f"`{QUICK_START}`)")

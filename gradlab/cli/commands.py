@@ -39,6 +39,7 @@ from gradlab.experiments.paper_figures import make_figures
 from gradlab.experiments.sweep import default_sweep_out, run_sweep
 from gradlab.files import atomic_write, write_error
 from gradlab.methods import list_methods, method_options
+from gradlab.plugins import load_plugins
 from gradlab.runs.estimate import LONG_S, confirm_start
 from gradlab.runs.runner import run
 from gradlab.scenario import Scenario, list_scenarios
@@ -180,7 +181,8 @@ def command_sweep(ns: argparse.Namespace) -> int:
     log = (lambda line: None) if ns.quiet else None
     out = Path(ns.out) if ns.out else default_sweep_out(ns.file)
     table = run_sweep(ns.file, out, backend=ns.backend, address=ns.address, cpus_per_run=ns.cpus_per_run,
-                      gpus_per_run=ns.gpus_per_run, workers=ns.workers, log=log, confirm=_confirm(ns.yes))
+                      gpus_per_run=ns.gpus_per_run, workers=ns.workers, log=log, confirm=_confirm(ns.yes),
+                      plugins=ns.plugins)
     print((out / "sweep.md").read_text())
     failed = int((table.status != "complete").sum())
     print(f"written: {out}/sweep.csv, {out}/sweep.md ({len(table)} runs, {failed} did not finish)")
@@ -253,12 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     ns = None
     try:
         ns = build_parser().parse_args(argv)
+        plugins = list(getattr(ns, "plugins", None) or [])
         commands = {"info": lambda: command_info(), "run": lambda: command_run(ns), "figures": lambda: command_figures(ns),
                     "compare": lambda: command_compare(ns), "data": lambda: command_data(ns),
                     "sweep": lambda: command_sweep(ns)}
         try:
             with warnings.catch_warnings():
                 _warnings_as_lines()
+                load_plugins(plugins)          # before anything checks a name a plugin registers
                 return commands[ns.command]()
         except (ConfigError, DataError, FileNotFoundError) as err:
             print(f"gradlab: error: {err}", file=sys.stderr)

@@ -94,6 +94,12 @@ def _add_run_flags(parser: argparse.ArgumentParser, method_arg_help: str) -> Non
                         help=f"apply a preset (repeatable): {', '.join(sorted(PRESETS))}")
     parser.add_argument("--method-arg", dest="method_args", action="append", default=argparse.SUPPRESS,
                         metavar="KEY=VALUE", help=method_arg_help)
+    _add_plugin_flag(parser, argparse.SUPPRESS)
+
+
+def _add_plugin_flag(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("--plugin", dest="plugins", action="append", default=default, metavar="PATH_OR_MODULE",
+                        help="a .py file or module to import first: your methods, probes (repeatable)")
 
 
 def _add_executor_flags(parser: argparse.ArgumentParser, workers: bool = True) -> None:
@@ -124,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_data(sub)
     _add_sweep(sub)
-    sub.add_parser("info", help="list scenarios, orders, presets and methods")
+    _add_plugin_flag(sub.add_parser("info", help="list scenarios, orders, presets and methods"), [])
     return parser
 
 
@@ -167,6 +173,7 @@ def _add_figures(sub) -> None:
     figures.add_argument("--download", type=_bool, default=argparse.SUPPRESS,
                          help="download missing datasets with torchvision (needs internet)")
     _add_executor_flags(figures)
+    _add_plugin_flag(figures, [])
     figures.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -181,6 +188,7 @@ def _add_compare(sub) -> None:
             compare.add_argument(flag, dest=dest, type=kind, default=argparse.SUPPRESS, help=text)
     compare.add_argument("--preset", dest="presets", action="append", default=argparse.SUPPRESS,
                          help=f"apply a preset (repeatable): {', '.join(sorted(PRESETS))}")
+    _add_plugin_flag(compare, argparse.SUPPRESS)
     compare.add_argument("--method-arg", dest="method_args", action="append", default=[],
                          metavar="METHOD:KEY=VALUE", help="a setting of one compared method (repeatable), "
                                                           "e.g. wa:clip=false")
@@ -218,4 +226,5 @@ def _add_sweep(sub) -> None:
     sweep.add_argument("--cpus-per-run", type=int, default=1, help="CPU cores (torch threads) per run (default 1)")
     sweep.add_argument("--gpus-per-run", type=float, default=0.0,
                        help="GPUs per run; 0.25 packs four runs on one GPU (default 0)")
+    _add_plugin_flag(sweep, [])
     sweep.add_argument("--quiet", action="store_true", help="no progress lines")

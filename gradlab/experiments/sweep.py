@@ -35,9 +35,12 @@ SWEEP_KEYS = ("base", "grid", "list")
 NOT_METRICS = ("seed", "complete", "phase_log", "accuracy_per_phase", "task_sizes")
 
 
-def load_sweep(path) -> tuple[dict[str, RunConfig], list[str]]:
+def load_sweep(path, plugins=()) -> tuple[dict[str, RunConfig], list[str]]:
     """({run name: RunConfig}, the swept fields) from a sweep file; every run validated before any trains."""
     spec = read_yaml_file(path, "sweep file")
+    if plugins and isinstance(spec, dict) and isinstance(spec.get("base") or {}, dict):   # --plugin: every run's
+        spec = {**spec, "base": {**(spec.get("base") or {}),
+                                 "plugins": [*(spec.get("base") or {}).get("plugins", []), *plugins]}}
     return expand_sweep(spec, source=str(path))
 
 
@@ -84,10 +87,12 @@ def default_sweep_out(path) -> Path:
 
 
 def run_sweep(path, out=None, backend: str = "ray", address: str | None = None, cpus_per_run: int = 1,
-              gpus_per_run: float = 0.0, workers: int | None = None, log=None, confirm=None) -> pd.DataFrame:
+              gpus_per_run: float = 0.0, workers: int | None = None, log=None, confirm=None,
+              plugins=()) -> pd.DataFrame:
     """Train (or reuse, or resume) every run of the sweep file; write sweep.csv and sweep.md into ``out``
-    (default :func:`default_sweep_out`); return the table. ``confirm``: see :func:`gradlab.runs.executor.run_many`."""
-    configs, swept = load_sweep(path)
+    (default :func:`default_sweep_out`); return the table. ``confirm``: see :func:`gradlab.runs.executor.run_many`;
+    ``plugins`` join every run's (``--plugin``)."""
+    configs, swept = load_sweep(path, plugins)
     out = default_sweep_out(path) if out is None else out
     if backend not in ("ray", "local"):
         raise ConfigError(f"backend must be 'ray' or 'local', got {backend!r}")

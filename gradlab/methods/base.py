@@ -21,6 +21,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from gradlab.checks import check_registration
 from gradlab.errors import ConfigError
 from gradlab.methods.args import Arg, declared_args
 from gradlab.models.factory import IncrementalNet
@@ -30,8 +31,16 @@ METHODS: dict[str, type["Method"]] = {}
 
 
 def register(cls: type["Method"]) -> type["Method"]:
-    """Class decorator: make a method available by its ``name``."""
-    METHODS[cls.name] = cls
+    """Class decorator (``gradlab.register_method``): make a method available by its ``name`` to ``gradlab.run``,
+    the command line, sweeps and the explorer. One-line errors: not a :class:`Method` subclass, no ``name``, no
+    ``losses``, or a name another method already has."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise ConfigError(f"register_method: {cls!r} is not a subclass of gradlab.Method")
+    name = vars(cls).get("name")                  # its own name = "...", not a parent's
+    check_registration("register_method", name, cls, METHODS)
+    if cls.losses is Method.losses:
+        raise ConfigError(f"register_method: {cls.__qualname__} ({name!r}) does not define losses(batch, out)")
+    METHODS[name] = cls
     return cls
 
 

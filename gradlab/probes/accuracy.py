@@ -1,14 +1,12 @@
 """Per-class test accuracy after every phase (the input of per-class forgetting)."""
 from __future__ import annotations
 
-from gradlab.training.trainer import Callback
+from gradlab.probes.base import Probe
 
 
-class AccuracyProbe(Callback):
+class AccuracyProbe(Probe):
     """``test_acc`` of every seen class after each phase (``epoch = -1``)."""
 
-    def __init__(self, log):
-        self.log = log
 
     def after_eval(self, ctx) -> None:
         seen = ctx.num_seen

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from gradlab.probes.base import Probe
 from gradlab.training.row_gradients import step_row_gradients
-from gradlab.training.trainer import Callback
 
 
-class ClassifierGradientProbe(Callback):
+class ClassifierGradientProbe(Probe):
     """``grad_<term>``: ||grad_{W_j} term|| before any rewrite, averaged over the steps of an epoch
     (``every='step'`` logs each step instead). When the method publishes row scales in
     ``ctx.extras['row_scales']`` (DGR does), also ``grad_<term>_reweighted`` = scale_j ||grad_{W_j} term||.
@@ -16,7 +16,7 @@ class ClassifierGradientProbe(Callback):
     Sums stay on the device; the host reads them once per epoch."""
 
     def __init__(self, log, every: str = "epoch"):
-        self.log, self.every = log, every
+        super().__init__(log, every)
         self.sums: dict[str, torch.Tensor] = {}
         self.steps = 0
         self.raw: dict[str, torch.Tensor] = {}

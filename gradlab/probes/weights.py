@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from gradlab.training.trainer import Callback
+from gradlab.probes.base import Probe
 
 
-class WeightNormProbe(Callback):
+class WeightNormProbe(Probe):
     """``weight_norm`` ||W_j||_2 and ``bias_abs`` abs(b_j) after every epoch, and at the end of every phase
     (``epoch = -1``, after any extra stage such as weight aligning)."""
 
-    def __init__(self, log):
-        self.log = log
 
     @torch.no_grad()
     def _record(self, ctx, epoch: int) -> None:
