@@ -10,7 +10,8 @@ Public API (imported lazily so that ``import gradlab`` stays cheap):
 
 Extending gradlab (docs/extending.md): :class:`Method` and :func:`register_method` (declared arguments:
 :class:`Arg`; extra training stages: :class:`Stage`), :class:`Probe` / :class:`Callback` and
-:func:`register_probe`, :func:`load_plugins` (what ``--plugin`` and ``plugins:`` do).
+:func:`register_probe`, :func:`register_scenario` (:class:`SourceInfo`, :class:`Source`, :class:`ArrayImageSet`),
+:func:`load_plugins` (what ``--plugin`` and ``plugins:`` do).
 """
 
 __version__ = "0.1.0"
@@ -31,7 +32,12 @@ _EXPORTS = {
     "Probe": ("gradlab.probes.base", "Probe"),
     "register_probe": ("gradlab.probes", "register_probe"),
     "load_plugins": ("gradlab.plugins", "load_plugins"),
+    "register_scenario": ("gradlab.data.sources", "register_scenario"),
+    "SourceInfo": ("gradlab.data.sources.base", "SourceInfo"),
+    "Source": ("gradlab.data.sources.base", "Source"),
+    "ArrayImageSet": ("gradlab.data.sources.base", "ArrayImageSet"),
     "GradlabError": ("gradlab.errors", "GradlabError"),
+    "DataError": ("gradlab.errors", "DataError"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -33,7 +33,7 @@ from gradlab.plugins import load_plugins
 from gradlab.probes import PROBE_EVERY, PROBES
 from gradlab.training.schedules import SCHEDULES
 
-SCENARIOS = tuple(SOURCE_INFO)        # fashion_mnist, cifar100, imagenet_subset, food101, imagenet1k, digits, synthetic
+SCENARIOS = SOURCE_INFO.keys()       # a live view: fashion_mnist, cifar100, ..., and plugins' scenarios
 MODELS = ("auto", "resnet32", "resnet32_podnet", "resnet18", "small")
 MODEL_NAMES = {"resnet32": "ResNet-32", "resnet32_podnet": "ResNet-32 (PODNet)", "resnet18": "ResNet-18",
                "small": "small CNN"}
@@ -134,6 +134,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         """Fill the recipe fields left unset from the scenario's recipe, then the paper's."""
+        if isinstance(self.plugins, (list, tuple)) and self.scenario not in SOURCE_INFO:
+            load_plugins([str(p) for p in self.plugins])     # a plugin's scenario brings its own recipe
         recipe = dict(PAPER_RECIPE)
         if self.scenario in SOURCE_INFO:
             own = SOURCE_INFO[self.scenario].recipe
@@ -276,7 +278,7 @@ class RunConfig:
         if self.scenario is None:
             raise ConfigError(f"scenario: none given; choose one of {list(SCENARIOS)} (the quick start: "
                               f"`{QUICK_START}`)")
-        check_choice("scenario", self.scenario, SCENARIOS)
+        check_choice("scenario", self.scenario, tuple(SCENARIOS))
         check_choice("order", self.order, ORDERS)
         check_choice("profile", self.profile, PROFILES)
         check_choice("split", self.split, SPLITS)

@@ -134,3 +134,48 @@ def test_plugins_load_once_and_bad_specs_are_refused():
     with pytest.raises(ConfigError, match="'no_such_module_here' failed to import"):
         plugin_loader.load_plugins(["no_such_module_here"])
     assert plugin_loader.load_plugins(["json"]) == ["json"] == plugin_loader.load_plugins(["json"])
+
+
+# ---------------------------------------------------------------------------------------------- your own data
+DATA_PLUGIN = Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_data.py"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """sklearn's digits as the example's arrays file (uint8 8x8 images, labels 0..9)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = (digits.images * 16).clip(0, 255).astype("uint8"), digits.target
+    root = tmp_path_factory.mktemp("my_data")
+    import numpy as np
+
+    np.savez(root / "my_data.npz", x_train=x[:1400], y_train=y[:1400], x_test=x[1400:], y_test=y[1400:])
+    return root
+
+
+def test_a_plugin_scenario_trains_with_per_class_records_in_workers(data_root, tmp_path):
+    common = ["--plugin", DATA_PLUGIN, "--scenario", "my-data", "--data-root", data_root, "--tasks", "5"]
+    data = _gradlab("data", *common)
+    common.append("--quiet")
+    assert data.returncode == 0 and "Scenario(my-data, order=lt, rho=100" in data.stdout, data.stderr
+    run = _gradlab("run", *common, "--method", "dgr", "--order", "ltio", "--out", tmp_path / "run")
+    assert run.returncode == 0, run.stderr
+    record = gradlab.load_run(tmp_path / "run")
+    assert record.complete and record.summary["final_accuracy"] > 0.3
+    assert len(record.classes) == 10 and record.classes["train_count"].max() > 10 * record.classes["train_count"].min()
+    compare = _gradlab("compare", *common, "--methods", "finetune,dgr", "--workers", "2",
+                       "--out", tmp_path / "compare", "--cache", tmp_path / "cache")
+    assert compare.returncode == 0, compare.stderr
+
+
+def test_a_plugin_scenario_s_missing_data_and_a_taken_name_are_one_line(tmp_path):
+    result = _gradlab("run", "--plugin", DATA_PLUGIN, "--scenario", "my-data", "--data-root", tmp_path / "none",
+                      "--quiet", "--out", tmp_path / "run")
+    assert result.returncode == 2 and "my_data.npz is missing" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+    clash = tmp_path / "clash.py"
+    clash.write_text("import gradlab\ninfo = gradlab.SourceInfo('digits', 10, (8, 8, 1), False, 'mine', '')\n"
+                     "gradlab.register_scenario(info, lambda root, download: None)\n")
+    result = _gradlab("run", "--plugin", clash, "--scenario", "digits", "--quiet", "--out", tmp_path / "run2")
+    assert result.returncode == 2 and "the name 'digits' is taken" in result.stderr, result.stderr

@@ -18,6 +18,7 @@ knows its files and formats only; long-tail counts, class orders and splits live
 from __future__ import annotations
 
 import os
+import re
 from typing import Callable, NamedTuple
 
 from gradlab.data.sources import cifar, fashion_mnist, food101, generated, imagenet
@@ -32,10 +33,10 @@ from gradlab.data.sources.generated import (
     SyntheticImageSet,
     render_synthetic,
 )
-from gradlab.errors import DataError
+from gradlab.errors import ConfigError, DataError
 
 __all__ = ["ArrayImageSet", "DataError", "ImageSet", "Source", "SourceInfo", "SOURCE_INFO", "check_source",
-           "load_source", "CIFAR_FOLDER", "CIFAR_LAYOUT", "DIGITS_TEST_PER_CLASS", "SYNTH_CLASSES", "SYNTH_SEED",
+           "load_source", "register_scenario", "CIFAR_FOLDER", "CIFAR_LAYOUT", "DIGITS_TEST_PER_CLASS", "SYNTH_CLASSES", "SYNTH_SEED",
            "SYNTHETIC_MEAN", "SYNTHETIC_STD", "SyntheticImageSet", "render_synthetic"]
 
 
@@ -55,6 +56,30 @@ REGISTRY: dict[str, _Entry] = {
     "synthetic": _Entry(generated.SYNTHETIC_INFO, generated.load_synthetic),
 }
 SOURCE_INFO: dict[str, SourceInfo] = {name: entry.info for name, entry in REGISTRY.items()}
+
+
+def register_scenario(info: SourceInfo, load: Callable[..., Source], check: Callable[..., None] | None = None) -> None:
+    """Make a data source available as a scenario named ``info.name`` (``gradlab.register_scenario``):
+    ``load(root, download) -> Source`` returns its train and test :class:`ImageSet` s with ORIGINAL labels
+    0..C-1; ``check(root, download)`` (optional) raises :class:`DataError` early when loading is bound to fail.
+    The long-tailed counts, class orders, splits, hold-out and memory apply to it like to a built-in one.
+    One-line errors: not a SourceInfo, a bad or taken name, load not callable."""
+    if not isinstance(info, SourceInfo):
+        raise ConfigError(f"register_scenario: info must be a gradlab SourceInfo, got {type(info).__name__}")
+    if not callable(load) or (check is not None and not callable(check)):
+        raise ConfigError(f"register_scenario: {info.name!r} needs load(root, download) -> Source (and check, "
+                          "if given, callable)")
+    if not isinstance(info.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", info.name):
+        raise ConfigError(f"register_scenario: a scenario's name must be lower case letters, digits, '_', '-', '.', "
+                          f"got {info.name!r}")
+    taken = REGISTRY.get(info.name)
+    if taken is not None and (taken.load.__module__, taken.load.__qualname__) != (load.__module__, load.__qualname__):
+        raise ConfigError(f"register_scenario: the name {info.name!r} is taken by {taken.info.description!r}; "
+                          "choose another name")
+    if isinstance(info.num_classes, bool) or not isinstance(info.num_classes, int) or info.num_classes < 1:
+        raise ConfigError(f"register_scenario: {info.name!r} needs num_classes >= 1, got {info.num_classes!r}")
+    REGISTRY[info.name] = _Entry(info, load, check)
+    SOURCE_INFO[info.name] = info
 
 
 def _entry(name: str) -> _Entry:
