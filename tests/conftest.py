@@ -26,6 +26,22 @@ def to_phase_one(settings: dict, method: str, method_args: dict | None = None, *
     return ctx, method_, trainer
 
 
+@pytest.fixture(autouse=True)
+def restore_registries():
+    """A test that loads a plugin (the docs' examples, tests/test_plugins.py) leaves no method, probe or scenario
+    registered behind it for the next test."""
+    from gradlab import plugins
+    from gradlab.data import sources
+    from gradlab.methods import METHODS
+    from gradlab.probes import PROBES
+
+    saved = [(d, dict(d)) for d in (METHODS, PROBES, sources.REGISTRY, sources.SOURCE_INFO, plugins._loaded)]
+    yield
+    for registry, before in saved:
+        registry.clear()
+        registry.update(before)
+
+
 @pytest.fixture(scope="session")
 def fake_cifar_root(tmp_path_factory):
     """Root folder holding a fake ``cifar-100-python/{train,test,meta}`` in the real pickle format.
