@@ -18,9 +18,9 @@ knows its files and formats only; long-tail counts, class orders and splits live
 from __future__ import annotations
 
 import os
-import re
 from typing import Callable, NamedTuple
 
+from gradlab.checks import check_registration
 from gradlab.data.sources import cifar, fashion_mnist, food101, generated, imagenet
 from gradlab.data.sources.base import ArrayImageSet, ImageSet, Source, SourceInfo
 from gradlab.data.sources.cifar import CIFAR_FOLDER, CIFAR_LAYOUT
@@ -69,13 +69,7 @@ def register_scenario(info: SourceInfo, load: Callable[..., Source], check: Call
     if not callable(load) or (check is not None and not callable(check)):
         raise ConfigError(f"register_scenario: {info.name!r} needs load(root, download) -> Source (and check, "
                           "if given, callable)")
-    if not isinstance(info.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", info.name):
-        raise ConfigError(f"register_scenario: a scenario's name must be lower case letters, digits, '_', '-', '.', "
-                          f"got {info.name!r}")
-    taken = REGISTRY.get(info.name)
-    if taken is not None and (taken.load.__module__, taken.load.__qualname__) != (load.__module__, load.__qualname__):
-        raise ConfigError(f"register_scenario: the name {info.name!r} is taken by {taken.info.description!r}; "
-                          "choose another name")
+    check_registration("register_scenario", info.name, load, {name: e.load for name, e in REGISTRY.items()})
     if isinstance(info.num_classes, bool) or not isinstance(info.num_classes, int) or info.num_classes < 1:
         raise ConfigError(f"register_scenario: {info.name!r} needs num_classes >= 1, got {info.num_classes!r}")
     REGISTRY[info.name] = _Entry(info, load, check)
