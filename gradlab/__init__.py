@@ -6,7 +6,8 @@ Public API (imported lazily so that ``import gradlab`` stays cheap):
 - :func:`run` - train one class-incremental run and write its record folder;
 - :func:`load_run` - read a record folder back (config, summary, tidy tables);
 - :class:`Scenario` - a long-tailed class-incremental scenario (``gradlab.scenario``);
-- :func:`list_methods`, :func:`list_scenarios` - what can be run.
+- :func:`list_methods`, :func:`list_scenarios` - what can be run;
+- :class:`ArrayData` - your own image arrays as a scenario (``gradlab.run(..., data=ArrayData(...))``).
 
 Extending gradlab (docs/extending.md): :class:`Method` and :func:`register_method` (declared arguments:
 :class:`Arg`; extra training stages: :class:`Stage`), :class:`Probe` / :class:`Callback` and
@@ -36,6 +37,7 @@ _EXPORTS = {
     "SourceInfo": ("gradlab.data.sources.base", "SourceInfo"),
     "Source": ("gradlab.data.sources.base", "Source"),
     "ArrayImageSet": ("gradlab.data.sources.base", "ArrayImageSet"),
+    "ArrayData": ("gradlab.data.sources.arrays", "ArrayData"),
     "GradlabError": ("gradlab.errors", "GradlabError"),
     "DataError": ("gradlab.errors", "DataError"),
 }

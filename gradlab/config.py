@@ -26,8 +26,8 @@ from gradlab.checks import (
 )
 from gradlab.data.holdout import HOLDOUTS
 from gradlab.data.profiles import ORDERS, PROFILES, task_sizes
-from gradlab.data.sources import SOURCE_INFO
-from gradlab.errors import ConfigError, SettingWarning  # noqa: F401 - ConfigError: also importable from here
+from gradlab.data.sources import SOURCE_INFO, source_classes
+from gradlab.errors import ConfigError, DataError, SettingWarning  # noqa: F401 - ConfigError: also importable here
 from gradlab.methods import list_methods
 from gradlab.plugins import load_plugins
 from gradlab.probes import PROBE_EVERY, PROBES
@@ -196,8 +196,9 @@ class RunConfig:
         info, default = SOURCE_INFO[self.scenario], RunConfig()
         changed = {f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
         rules = [
-            ("loader_workers", not info.image_files, f"{self.scenario!r} is held in memory; only image-file sources "
-                                              "(imagenet_subset, food101, imagenet1k) use DataLoader workers"),
+            ("loader_workers", not info.image_files, (f"{self.scenario!r} is held in memory; only image-file sources "
+                                                      "(imagenet_subset, food101, imagenet1k, image_folder) use "
+                                                      "DataLoader workers")),
             ("data_root", not info.needs_root, f"{self.scenario!r} reads no files"),
             ("download", not info.needs_root, f"{self.scenario!r} reads no files"),
             ("lr_patience", self.lr_schedule == "step", "only lr_schedule 'patience' uses it"),
@@ -313,7 +314,7 @@ class RunConfig:
         if self.out is not None and not (isinstance(self.out, str) and self.out.strip()):
             raise ConfigError(f"out must be a folder path (a non-empty string) or unset (runs/<settings>), got {short(self.out)}")
         if not (isinstance(self.data_root, str) and self.data_root.strip()):
-            raise ConfigError(f"data_root must be a folder path (a non-empty string), got {short(self.data_root)}")
+            raise ConfigError(f"data_root must be a path (a non-empty string), got {short(self.data_root)}")
         for name in ("download", "checkpoints", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {short(getattr(self, name))}")
@@ -370,7 +371,10 @@ class RunConfig:
     def _validate_split(self) -> None:
         """``split`` lfs / lfh set base and tasks: given values must agree (they are filled in when unset, so
         the saved config says what ran); ``tasks: 1`` holds every class in its one task."""
-        num_classes = SOURCE_INFO[self.scenario].num_classes
+        try:
+            num_classes = source_classes(self.scenario, self.data_root)
+        except DataError:
+            return           # data read from files that are not there (yet): loading them names the problem
         if self.split != "custom":
             base, tasks = self.split_base_tasks(num_classes)
             if self.base is not None and self.base != base:

@@ -217,15 +217,16 @@ class Scenario:
         return int(sum(self.task_sizes[: task + 1]))
 
     def class_table(self) -> pd.DataFrame:
-        """One row per class position: original label, task, train/val/test counts."""
-        return pd.DataFrame({
-            "class": np.arange(self.num_classes),
-            "original_label": self.original_label,
-            "task": self.class_task,
-            "train_count": self.train_counts,
-            "val_count": self.val_counts,
-            "test_count": self.test_counts,
-        })
+        """One row per class position: original label (and its name, where the source has names: image_folder,
+        arrays with class_names), task, train/val/test counts."""
+        table = pd.DataFrame({"class": np.arange(self.num_classes), "original_label": self.original_label})
+        if self.source.class_names:
+            table["name"] = [self.source.class_names[label] for label in self.original_label]
+        table["task"] = self.class_task
+        table["train_count"] = self.train_counts
+        table["val_count"] = self.val_counts
+        table["test_count"] = self.test_counts
+        return table
 
     def __repr__(self) -> str:
         return (f"Scenario({self.source.name}, order={self.order}, rho={self.imbalance:g}, "

@@ -221,3 +221,27 @@ def test_explorer_keeps_its_last_result_as_cell_outputs(tmp_path):
     assert titles[1].startswith("dgr: ") and titles[2].startswith("dgr: ")
     assert not any(PNG in o.get("data", {}) or PLOTLY in o.get("data", {}) for o in second), \
         "the run redraws the explorer's outputs, it adds none where it was called"
+
+
+def test_explorer_loads_plugins_and_trains_on_your_arrays(tmp_path):
+    """``explorer(plugins=[...])``: the plugin's method is in the dropdown and trains; ``explorer(data=...)``
+    starts on the arrays scenario."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    import gradlab
+    from gradlab.notebook.explorer import explorer
+
+    plugin = tmp_path / "my_methods.py"
+    plugin.write_text((Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_methods.py").read_text())
+    d = load_digits()
+    x, y = (d.images * 16).clip(0, 255).astype(np.uint8), d.target
+    data = gradlab.ArrayData(x[:1200], y[:1200], x[1200:], y[1200:])
+    ex = explorer(plugins=[str(plugin)], data=data, method="balanced-softmax", tasks=2, epochs=2, model="small",
+                  data_root=str(tmp_path / "data"), out_root=tmp_path / "runs")
+    assert "balanced-softmax" in ex.controls["method"].options and ex.controls["scenario"].value == "arrays"
+    assert "tau" in ex.method_help.value
+    record = ex.run()
+    assert ex.error is None and record.config.method == "balanced-softmax" and record.config.scenario == "arrays"
+    assert record.summary["accuracy_per_phase"][0] > 0.4        # 5 classes in the first task (rho 100): chance 0.2
+    assert Path(record.config.data_root).parent == tmp_path / "data" / "arrays"

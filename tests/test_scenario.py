@@ -121,7 +121,7 @@ def test_from_config_and_class_table(fake_cifar_root):
 
 def test_offline_scenarios_build(tmp_path):
     assert set(list_scenarios()) == {"fashion_mnist", "cifar100", "imagenet_subset", "food101", "imagenet1k", "digits",
-                                     "synthetic"}
+                                     "synthetic", "image_folder", "arrays"}
     digits = Scenario.from_config(RunConfig(scenario="digits", tasks=3, imbalance=10).validate())
     assert digits.task_sizes == [4, 3, 3] and digits.train.images.shape[1:] == (8, 8, 1)
     assert digits.train_counts[digits.original_label == 0] > digits.train_counts[digits.original_label == 9]

@@ -92,7 +92,7 @@ def test_unknown_source_lists_allowed_names(tmp_path):
             call()
         assert all(name in str(err.value) for name in ("cifar100", "digits", "synthetic"))
     assert set(SOURCE_INFO) == {"fashion_mnist", "cifar100", "imagenet_subset", "food101", "imagenet1k", "digits",
-                                "synthetic"}
+                                "synthetic", "image_folder", "arrays"}
 
 
 def _root_with(tmp_path, fake_cifar_root, train_bytes: bytes):

@@ -72,11 +72,12 @@ RUN_FLAGS = {
     "--device": ("device", str, "auto | cpu | cuda"),
     "--precision": ("precision", str, "auto | fp32 | bf16 (autocast); auto: bf16 where the chip has it natively"),
     "--loader-workers": ("loader_workers", int, "DataLoader worker processes for image-file sources (imagenet_subset, "
-                         "food101, imagenet1k; default 4)"),
+                         "food101, imagenet1k, image_folder; default 4)"),
     "--channels-last": ("channels_last", _bool_or_auto,
                         "NHWC layout for the convolutions: true, false or auto (the default: on for CPU runs)"),
     "--out": ("out", str, "run folder (default runs/<settings>)"),
-    "--data-root": ("data_root", str, "folder holding the datasets (cifar100: DATA_ROOT/cifar-100-python; fashion_mnist: the IDX files)"),
+    "--data-root": ("data_root", str, "folder holding the datasets (cifar100: DATA_ROOT/cifar-100-python; fashion_mnist: the IDX "
+                   "files; image_folder: ROOT with train/<class>/ and test/<class>/; arrays: the .npz file)"),
     "--download": ("download", _bool, "download missing datasets (needs internet)"),
     "--checkpoints": ("checkpoints", _bool, "save a checkpoint after every phase (what --resume continues from)"),
     "--checkpoint-every": ("checkpoint_every", int, "also checkpoint inside a phase every K epochs (0: only after phases)"),

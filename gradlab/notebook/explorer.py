@@ -41,6 +41,7 @@ from gradlab.experiments.paper_figures import QUICK_MAX_PER_CLASS
 from gradlab.methods import build_method, list_methods, method_options
 from gradlab.plots import interactive
 from gradlab.plots.static import figure_bundle, to_matplotlib
+from gradlab.plugins import load_plugins
 from gradlab.runs import runner
 from gradlab.training.trainer import Callback
 
@@ -147,6 +148,7 @@ class Explorer(W.VBox):
         unknown = sorted(set(defaults) - {f for f in RunConfig.__dataclass_fields__})
         if unknown:
             raise ConfigError(f"explorer: unknown setting(s) {unknown}; allowed: RunConfig fields")
+        load_plugins(list(defaults.get("plugins") or []))     # their methods and scenarios join the dropdowns
         values = {**DEFAULTS, **{k: v for k, v in defaults.items() if k in DEFAULTS}}
         values["method_args"] = format_method_args(values["method_args"])
         self.extras = {k: v for k, v in defaults.items() if k not in DEFAULTS}
@@ -332,9 +334,12 @@ class Explorer(W.VBox):
         return {name: to_matplotlib(fig) for name, fig in self.figures.items()}
 
 
-def explorer(run_now: bool = False, out_root: str | Path = "runs/explorer", **defaults) -> Explorer:
+def explorer(run_now: bool = False, out_root: str | Path = "runs/explorer", data=None, **defaults) -> Explorer:
     """The explorer widget (show it as a cell's last expression). ``run_now=True`` trains once right
-    away, so the widget already holds a finished run and its plots when it is shown."""
+    away, so the widget already holds a finished run and its plots when it is shown. ``plugins=[...]`` loads
+    your methods, probes and scenarios first (they appear in the dropdowns); ``data=ArrayData(...)`` starts on
+    your arrays (the ``arrays`` scenario)."""
+    defaults = runner.with_data(data, None, defaults)
     ex = Explorer(out_root=out_root, **defaults)
     if run_now:
         ex.run()

@@ -33,7 +33,7 @@ from gradlab.analysis.findings import (  # noqa: F401
     reweighting_finding,
     weight_norm_finding,
 )
-from gradlab.data.sources import SOURCE_INFO
+from gradlab.data.sources import source_classes
 from gradlab.experiments.paper_figures import (
     figure_plan,
     figure_tables,
@@ -191,7 +191,7 @@ class Progress:
 
 
 def _num_phases(cfg) -> int:
-    return int(cfg.split_base_tasks(SOURCE_INFO[cfg.scenario].num_classes)[1])
+    return int(cfg.split_base_tasks(source_classes(cfg.scenario, cfg.data_root))[1])
 
 
 def _in_kernel() -> bool:

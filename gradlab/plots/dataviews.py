@@ -24,7 +24,7 @@ ROLES = {"new (all its data)": "new", "old (memory only)": "old"}
 
 def class_names(scen) -> list[str]:
     """A name per class position: the dataset's class name where gradlab knows it, else the original label."""
-    names = FASHION_NAMES if scen.source.name == "fashion_mnist" else None
+    names = scen.source.class_names or (FASHION_NAMES if scen.source.name == "fashion_mnist" else None)
     return [names[int(o)] if names is not None and int(o) < len(names) else f"label {int(o)}"
             for o in scen.original_label]
 

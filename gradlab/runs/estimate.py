@@ -19,7 +19,7 @@ from torch import nn
 
 from gradlab.config import RunConfig
 from gradlab.data.profiles import class_order, long_tail_counts, task_sizes
-from gradlab.data.sources import SOURCE_INFO
+from gradlab.data.sources import SOURCE_INFO, source_classes
 from gradlab.errors import ConfigError
 from gradlab.models.factory import build_backbone
 from gradlab.runs.runner import run_precision, uses_channels_last
@@ -32,12 +32,13 @@ LONG_S = 30 * 60          # asking before starting more than this on a CPU
 def train_images(cfg: RunConfig) -> tuple[int, int]:
     """(images through training steps, images through the test passes) of one run, from nominal counts."""
     info = SOURCE_INFO[cfg.scenario]
+    num_classes = source_classes(cfg.scenario, cfg.data_root)
     n_max = cfg.max_per_class or info.train_per_class
-    counts = np.maximum(long_tail_counts(n_max, info.num_classes, cfg.rho, cfg.profile), 1)
+    counts = np.maximum(long_tail_counts(n_max, num_classes, cfg.rho, cfg.profile), 1)
     counts = counts * (1.0 - cfg.holdout_fraction)
-    counts = counts[class_order(cfg.order, info.num_classes, cfg.seed)]
+    counts = counts[class_order(cfg.order, num_classes, cfg.seed)]
     train = tests = seen = 0
-    for size in task_sizes(info.num_classes, cfg.tasks, cfg.base):
+    for size in task_sizes(num_classes, cfg.tasks, cfg.base):
         old = counts[:seen]
         memory = (min(cfg.memory_total, old.sum()) if cfg.memory_total is not None
                   else np.minimum(old, cfg.memory).sum())

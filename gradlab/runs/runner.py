@@ -17,7 +17,7 @@ import gradlab
 from gradlab.config import RunConfig
 from gradlab.data.device_data import DeviceImages
 from gradlab.data.file_data import FileImages
-from gradlab.data.sources import check_source
+from gradlab.data.sources import ArrayData, check_source
 from gradlab.data.sources.files import FileImageSet
 from gradlab.errors import (
     ConfigError,
@@ -140,7 +140,7 @@ def build_trainer(cfg: RunConfig, callbacks=()) -> Trainer:
 
 
 def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool = False, resume: bool = False,
-        **overrides) -> RunRecord:
+        data: ArrayData | None = None, **overrides) -> RunRecord:
     """Train one class-incremental run and write its record folder; returns the loaded record.
 
     ``cfg`` may be a :class:`RunConfig`, a dict, the path of a YAML file, or None (keywords only); keyword
@@ -149,9 +149,10 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     before training; the folder is locked for the run's life, and ``overwrite`` replaces an earlier record only
     once the new run has finished. ``resume`` continues an interrupted run in ``out`` from its newest checkpoint
     (settings must equal the stored ones; a finished run is returned as it is). A run that diverges raises
-    :class:`RunDiverged` and its folder says so.
+    :class:`RunDiverged` and its folder says so. ``data`` trains on your own arrays
+    (:class:`~gradlab.data.sources.arrays.ArrayData`; the ``arrays`` scenario, saved under ``data_root``).
     """
-    cfg = as_config(cfg, overrides)
+    cfg = as_config(cfg, with_data(data, cfg, overrides))
     callbacks = check_callbacks(callbacks)
     for name, value in (("overwrite", overwrite), ("resume", resume)):
         if not isinstance(value, bool):
@@ -263,6 +264,23 @@ def as_config(cfg, overrides: dict) -> RunConfig:
     if not isinstance(cfg, dict):
         raise ConfigError(f"cfg must be a RunConfig, a dict, the path of a YAML file or None, got {type(cfg).__name__}")
     return RunConfig.from_dict({**cfg, **overrides}, source="run()")
+
+
+def with_data(data, cfg, overrides: dict) -> dict:
+    """``run(data=ArrayData(...))``: the overrides of the ``arrays`` scenario, the arrays saved once as
+    ``<data_root>/arrays/arrays-<fingerprint>.npz`` (what the config records, so workers and resume read them)."""
+    if data is None:
+        return overrides
+    if not isinstance(data, ArrayData):
+        raise ConfigError(f"data must be a gradlab.ArrayData(x_train, y_train, x_test, y_test), got {type(data).__name__}")
+    settings = {**(cfg.to_dict() if isinstance(cfg, RunConfig) else cfg if isinstance(cfg, dict) else {}), **overrides}
+    if settings.get("scenario") not in (None, "arrays"):
+        raise ConfigError(f"data and scenario {settings['scenario']!r} contradict each other: data trains on your "
+                          "arrays (scenario 'arrays'); drop one of them")
+    root = settings.get("data_root", "data")
+    if not (isinstance(root, str) and root.strip()):
+        raise ConfigError(f"data_root must be a folder path (where the arrays are saved), got {root!r}")
+    return {**overrides, "scenario": "arrays", "data_root": str(data.saved_under(root))}
 
 
 def check_callbacks(callbacks) -> list:

@@ -14,6 +14,10 @@ knows its files and formats only; long-tail counts, class orders and splits live
 | ``imagenet1k`` | :mod:`~gradlab.data.sources.imagenet` | real, JPEG files, 1 000 classes |
 | ``digits`` | :mod:`~gradlab.data.sources.generated` | real, scikit-learn's 8x8 digits, 10 classes |
 | ``synthetic`` | :mod:`~gradlab.data.sources.generated` | generated 32x32 RGB, 100 classes (not real data) |
+| ``image_folder`` | :mod:`~gradlab.data.sources.image_folder` | your JPEG/PNG files, ``ROOT/{train,test}/<class>/`` |
+| ``arrays`` | :mod:`~gradlab.data.sources.arrays` | your arrays (:class:`ArrayData`, or an ``.npz`` file) |
+
+The last two read their number of classes from the data (``SourceInfo.num_classes`` 0; :func:`source_classes`).
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ import os
 from typing import Callable, NamedTuple
 
 from gradlab.checks import check_registration
-from gradlab.data.sources import cifar, fashion_mnist, food101, generated, imagenet
+from gradlab.data.sources import arrays, cifar, fashion_mnist, food101, generated, image_folder, imagenet
+from gradlab.data.sources.arrays import ArrayData
 from gradlab.data.sources.base import ArrayImageSet, ImageSet, Source, SourceInfo
 from gradlab.data.sources.cifar import CIFAR_FOLDER, CIFAR_LAYOUT
 from gradlab.data.sources.generated import (
@@ -35,8 +40,8 @@ from gradlab.data.sources.generated import (
 )
 from gradlab.errors import ConfigError, DataError
 
-__all__ = ["ArrayImageSet", "DataError", "ImageSet", "Source", "SourceInfo", "SOURCE_INFO", "check_source",
-           "load_source", "register_scenario", "CIFAR_FOLDER", "CIFAR_LAYOUT", "DIGITS_TEST_PER_CLASS", "SYNTH_CLASSES", "SYNTH_SEED",
+__all__ = ["ArrayData", "ArrayImageSet", "DataError", "ImageSet", "Source", "SourceInfo", "SOURCE_INFO", "check_source",
+           "load_source", "register_scenario", "source_classes", "CIFAR_FOLDER", "CIFAR_LAYOUT", "DIGITS_TEST_PER_CLASS", "SYNTH_CLASSES", "SYNTH_SEED",
            "SYNTHETIC_MEAN", "SYNTHETIC_STD", "SyntheticImageSet", "render_synthetic"]
 
 
@@ -44,6 +49,7 @@ class _Entry(NamedTuple):
     info: SourceInfo
     load: Callable[..., Source]                  # load(root, download) -> Source
     check: Callable[..., None] | None = None     # check(root, download): DataError when bound to fail
+    classes: Callable[..., int] | None = None    # classes(root): the number of classes, where the data decide it
 
 
 REGISTRY: dict[str, _Entry] = {
@@ -54,6 +60,8 @@ REGISTRY: dict[str, _Entry] = {
     "imagenet1k": _Entry(imagenet.FULL_INFO, imagenet.load_imagenet1k, imagenet.check_imagenet1k),
     "digits": _Entry(generated.DIGITS_INFO, generated.load_digits),
     "synthetic": _Entry(generated.SYNTHETIC_INFO, generated.load_synthetic),
+    "image_folder": _Entry(image_folder.INFO, image_folder.load, image_folder.check, image_folder.count_classes),
+    "arrays": _Entry(arrays.INFO, arrays.load, arrays.check, arrays.count_classes),
 }
 SOURCE_INFO: dict[str, SourceInfo] = {name: entry.info for name, entry in REGISTRY.items()}
 
@@ -87,6 +95,15 @@ def check_source(name: str, root: str | os.PathLike, download: bool) -> None:
     entry = _entry(name)
     if entry.check is not None:
         entry.check(root, download)
+
+
+def source_classes(name: str, root: str | os.PathLike) -> int:
+    """The number of classes of source ``name``: its static count, or (``image_folder``, ``arrays``) the
+    data's, read cheaply from ``root``; :class:`DataError` when those data cannot be read."""
+    entry = _entry(name)
+    if entry.info.num_classes or entry.classes is None:
+        return entry.info.num_classes
+    return entry.classes(root)
 
 
 def load_source(name: str, root: str | os.PathLike = "data", download: bool = False) -> Source:

@@ -90,6 +90,7 @@ class Source:
     class_order: str = "icarl"
     ltio_identity: bool = True  # ltio learns classes in label order (CIFAR) or in the icarl order (ImageNetSubset)
     holdout_quirk: bool = True  # the in-memory loaders' index-0 quirk (gradlab.data.holdout)
+    class_names: tuple[str, ...] | None = None   # a name per ORIGINAL label, where the data carry them
 
 
 # the recipe of the paper's ImageNetSubset / Food-101 / ImageNet-1k rows: 90 epochs, lr / 10 after 30 and 60,
@@ -104,7 +105,7 @@ class SourceInfo:
     """Static facts about a source, available without loading anything."""
 
     name: str
-    num_classes: int
+    num_classes: int              # 0: read from the data (image_folder, arrays; see ``source_classes``)
     image_shape: tuple[int, int, int]
     needs_root: bool
     description: str

@@ -136,7 +136,7 @@ def write_scenario_lists(scenario, folder: Path) -> list[Path]:
     source = scenario.source
     if not isinstance(source.train, FileImageSet):
         raise ConfigError(f"--write-lists: {source.name!r} is not a source of image files; allowed for "
-                          "imagenet_subset, food101, imagenet1k")
+                          "imagenet_subset, food101, imagenet1k, image_folder")
     kept = np.sort(np.concatenate([scenario.train.ids, scenario.val.ids]))
     lists = {"train.txt": (source.train, np.arange(len(source.train))),
              "test.txt": (source.test, np.arange(len(source.test))),
