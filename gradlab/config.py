@@ -29,7 +29,7 @@ from gradlab.data.profiles import ORDERS, PROFILES, task_sizes
 from gradlab.data.sources import SOURCE_INFO, source_classes
 from gradlab.errors import ConfigError, DataError, SettingWarning  # noqa: F401 - ConfigError: also importable here
 from gradlab.methods import list_methods
-from gradlab.plugins import load_plugins
+from gradlab.plugins import absolute_spec, load_plugins
 from gradlab.probes import PROBE_EVERY, PROBES
 from gradlab.training.schedules import SCHEDULES
 
@@ -274,7 +274,8 @@ class RunConfig:
     # ----------------------------------------------------------------- validation
     def validate(self) -> "RunConfig":
         """Check every field against its allowed values; raise :class:`ConfigError` on the first bad one."""
-        self.plugins = [str(p) for p in self.plugins] if isinstance(self.plugins, (list, tuple)) else self.plugins
+        if isinstance(self.plugins, (list, tuple)):         # files as absolute paths: loadable from any folder
+            self.plugins = [absolute_spec(str(p)) for p in self.plugins]
         load_plugins(self.plugins)          # before the names below are checked: a plugin may register them
         if self.scenario is None:
             raise ConfigError(f"scenario: none given; choose one of {list(SCENARIOS)} (the quick start: "

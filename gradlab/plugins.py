@@ -12,6 +12,7 @@ A leaf module: it imports nothing of gradlab but its errors.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -42,12 +43,24 @@ def load_entry_points() -> list[str]:
     return names
 
 
+def _is_file_spec(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or "\\" in spec
+
+
+def absolute_spec(spec):
+    """A plugin file that exists as its absolute path (a run's config then loads it from any working folder);
+    module names and anything else unchanged."""
+    if isinstance(spec, str) and spec.strip() and _is_file_spec(spec) and Path(spec).is_file():
+        return str(Path(spec).resolve())
+    return spec
+
+
 def load_plugin(spec: str) -> str:
     """Import one plugin (a ``.py`` file or a module name) once; returns the module's name. A file that is
     missing or fails to import is a one-line :class:`ConfigError` naming it."""
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"plugins: each plugin must be a .py file or a module name, got {spec!r}")
-    is_file = spec.endswith(".py") or "/" in spec or "\\" in spec
+    is_file = _is_file_spec(spec)
     key = str(Path(spec).resolve()) if is_file else spec
     if key in _loaded:
         return _loaded[key]
@@ -82,3 +95,21 @@ def load_plugins(specs=()) -> list[str]:
         raise ConfigError(f"plugins must be a list of .py files or module names, got {specs!r}")
     load_entry_points()
     return [load_plugin(spec) for spec in specs]
+
+
+def plugins_fingerprint(specs) -> str:
+    """12 hex digits over the source of each plugin (a file's bytes; a module's file, where it has one, else
+    its name): part of a run's settings hash, so a cached run of an edited method is not reused."""
+    digest = hashlib.sha256()
+    for spec in specs:
+        spec = str(spec)
+        path = Path(spec) if _is_file_spec(spec) else None
+        if path is None:
+            try:
+                found = importlib.util.find_spec(spec)
+            except (ImportError, ValueError):
+                found = None
+            origin = getattr(found, "origin", None)
+            path = Path(origin) if origin and origin.endswith(".py") else None
+        digest.update(spec.encode() if path is None or not path.is_file() else path.read_bytes())
+    return digest.hexdigest()[:12]

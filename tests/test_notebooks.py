@@ -42,6 +42,8 @@ TINY = {
     "03_classifier_bias.ipynb": FIGURE_TINY,
     "04_explorer.ipynb": {"scenario": "digits", "epochs": 1, "tasks": 3, "memory": 5, "seed": 1,
                           "method_args": "distillation=kd", "run_now": True, "runs_dir": "runs"},
+    "05_your_own_method.ipynb": {"scenario": "digits", "seeds": [0, 1], "overrides": {"epochs": 1}, "device": "cpu",
+                                 "cache_dir": "runs/cache", "workers": 1},
 }
 # mime types a notebook's executed outputs must contain (in cells or in the explorer's Output widgets)
 EXPECTED = {
@@ -50,6 +52,7 @@ EXPECTED = {
     "02_imbalanced_forgetting.ipynb": {PLOTLY, PNG, MARKDOWN},
     "03_classifier_bias.ipynb": {PLOTLY, PNG, MARKDOWN},
     "04_explorer.ipynb": {PLOTLY, WIDGET, PNG},
+    "05_your_own_method.ipynb": {PLOTLY, PNG, MARKDOWN},
 }
 # the real scenario every notebook starts on (the tests above swap in digits)
 DEFAULT_SCENARIO = "fashion_mnist"
@@ -198,10 +201,10 @@ def test_notebook_defaults_to_the_real_scenario(path):
     """Every notebook starts on Fashion-MNIST-LT; the figure notebooks use `make figures`' settings and cache."""
     params = parameters_of(nbformat.read(path, as_version=4))
     assert params["scenario"] == DEFAULT_SCENARIO
-    if path.name.startswith(("00", "01", "02", "03")):
+    if path.name.startswith(("00", "01", "02", "03", "05")):
         assert params["quick"] is True and params["cache_dir"] == "../runs/cache" and params["device"] == "auto"
         assert params["overrides"] == {} and params.get("workers", None) is None
-    if path.name.startswith(("01", "02", "03")):
+    if path.name.startswith(("01", "02", "03", "05")):
         assert list(params["seeds"]) == [0, 1, 2]
 
 
@@ -400,3 +403,28 @@ def test_03_statements_match_its_numbers(executed):
     assert cvs[m.group(1)] == pytest.approx(min(cvs.values()), abs=1e-12)
     verdict_texts = re.findall(r"Verdict on these runs: (reproduced|not reproduced|inconclusive)", "\n".join(texts))
     assert verdict_texts == [v.verdict for v in verdicts.weight_norm_verdicts(table)]
+
+
+def test_05_trains_the_plugin_method_in_workers_and_reports_its_numbers(executed):
+    """Notebook 05 writes its method to a plugin file, trains it in worker processes over the seeds next to CE
+    and DGR, and its generated comparison states the means the cached runs hold."""
+    from gradlab.runs.records import RunRecord
+
+    nb, folder = executed("05_your_own_method.ipynb")
+    assert "class LogitAdjusted(gradlab.Method)" in (folder / "my_logit_adjustment.py").read_text()
+    records = [RunRecord(p.parent) for p in (folder / "runs" / "cache").glob("*/summary.json")]
+    by_method: dict = {}
+    for record in records:
+        by_method.setdefault(record.config.method, {})[record.config.seed] = record
+    assert set(by_method) == {"ce", "logit-adjusted", "dgr"}
+    assert all(sorted(runs) == TINY["05_your_own_method.ipynb"]["seeds"] for runs in by_method.values())
+    ours = by_method["logit-adjusted"]
+    plugin = str((folder / "my_logit_adjustment.py").resolve())
+    assert all(r.config.plugins == [plugin] and r.config.scenario == "digits" for r in ours.values())
+    assert not any(r.config.plugins for m in ("ce", "dgr") for r in by_method[m].values())
+    assert {len(r.probes[r.probes["term"] == "grad_ce"]) > 0 for r in ours.values()} == {True}
+    texts = markdown_outputs(nb)
+    mean = np.mean([r.summary["average_incremental_accuracy"] for r in ours.values()])
+    m = one(r"average incremental accuracy: logit-adjusted \*\*([\d.]+) ± [\d.]+ %\*\*", texts)
+    assert float(m.group(1)) == pytest.approx(100 * mean, abs=0.051)
+    assert one(r"What the probes show", texts) and "**logit-adjusted**" in "\n".join(texts)

@@ -168,6 +168,10 @@ def test_run_with_arrays_trains_records_and_saves_them_once(digits, tmp_path, mo
     with pytest.raises(ConfigError) as err:
         gradlab.run(data=data, scenario="digits", out="x")
     assert "data and scenario 'digits' contradict each other" in _one_line(err)
+    Path("cifar.yaml").write_text("scenario: cifar100\nepochs: 1\n")
+    with pytest.raises(ConfigError) as err:
+        gradlab.run("cifar.yaml", data=data, out="x")
+    assert "data and scenario 'cifar100' contradict each other" in _one_line(err)
     with pytest.raises(ConfigError) as err:
         gradlab.run(data=digits[0], out="x")
     assert "data must be a gradlab.ArrayData" in _one_line(err)
@@ -207,3 +211,28 @@ def test_bad_npz_files_are_one_line_naming_the_file(digits, tmp_path, write, wor
     assert words in _one_line(err) and str(path) in str(err.value) and not (tmp_path / "run").exists()
     out = _gradlab("data", "--scenario", "arrays", "--data-root", path)
     assert out.returncode != 0 and words in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_own_data_commands_of_docs_extending_run(tmp_path):
+    """docs/extending.md's arrays and image-folder commands, run as printed in a fresh folder (the training
+    commands with ``--epochs 1`` appended, which argparse lets win): they make the data, count it and train."""
+    import re
+    import shlex
+
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "extending.md").read_text()
+    section = page[page.index("## Your own data"):page.index("**A data source of your own.**")]
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S) for line in block.splitlines()]
+    assert len(lines) == 6 and sum("--scenario arrays" in line for line in lines) == 2
+    (tmp_path / "runs").mkdir()
+    for line in lines:
+        words = shlex.split(line)
+        program = {".venv/bin/python": [sys.executable], ".venv/bin/gradlab": [sys.executable, "-m", "gradlab"]}
+        args = words[1:] + (["--epochs", "1", "--quiet"] if words[1] == "run" else [])
+        done = subprocess.run(program[words[0]] + args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+        if words[1] == "data":
+            assert "per class (in learning order)" in done.stdout
+    for out in ("arrays-dgr", "folders-dgr"):
+        record = load_run(tmp_path / "runs" / out)
+        assert record.complete and len(record.classes) == 10

@@ -179,3 +179,44 @@ def test_a_plugin_scenario_s_missing_data_and_a_taken_name_are_one_line(tmp_path
                      "gradlab.register_scenario(info, lambda root, download: None)\n")
     result = _gradlab("run", "--plugin", clash, "--scenario", "digits", "--quiet", "--out", tmp_path / "run2")
     assert result.returncode == 2 and "the name 'digits' is taken" in result.stderr, result.stderr
+
+
+def test_an_edited_plugin_is_a_different_run_for_the_cache(plugin, tmp_path):
+    """The cache key covers the plugin's source, not its path: an edited method trains again, a copy of the same
+    file elsewhere finds the cached run."""
+    from gradlab.runs.executor import run_key
+
+    def key(path):
+        return run_key(gradlab.RunConfig(scenario="digits", method="balanced-softmax", plugins=[str(path)]))
+
+    copy = tmp_path / "elsewhere" / "my_methods.py"
+    copy.parent.mkdir()
+    copy.write_text(plugin.read_text())
+    assert key(copy) == key(plugin)
+    copy.write_text(plugin.read_text() + "\n# tau now means something else\n")
+    assert key(copy) != key(plugin)
+    assert run_key(gradlab.RunConfig(scenario="digits")) == run_key(gradlab.RunConfig(scenario="digits", plugins=[]))
+
+
+def test_a_record_stays_readable_where_its_plugin_is_missing(plugin, tmp_path):
+    """A run folder trained with a plugin, read where the plugin file is gone (a colleague's machine): the record
+    loads with its settings, with a warning that training it again needs the plugin."""
+    import shutil
+
+    own = tmp_path / "my_methods.py"
+    shutil.copy(plugin, own)
+    record = gradlab.run(scenario="digits", tasks=2, epochs=1, method="balanced-softmax", plugins=[str(own)],
+                         progress=False, out=str(tmp_path / "run"))
+    own.unlink()
+    code = ("import json, warnings, gradlab\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            f"    r = gradlab.load_run({str(tmp_path / 'run')!r})\n"
+            "print(json.dumps([r.config.method, r.config.plugins, r.summary['final_accuracy'],\n"
+            "                  list(r.accuracy_matrix().shape), [str(w.message) for w in caught]]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    method, plugins, final, shape, caught = json.loads(done.stdout)
+    assert (method, plugins, shape) == ("balanced-softmax", [str(own.resolve())], [2, 2])
+    assert final == record.summary["final_accuracy"]
+    assert any("is not a file" in w and "training or resuming it needs the plugin" in w for w in caught)

@@ -211,3 +211,67 @@ def reweighting_finding(before: pd.DataFrame, after: pd.DataFrame) -> Finding:
         lines.append(f"- old / new mean row gradient: {b['old_new_ratio']:.2f} before, {a['old_new_ratio']:.2f} after.")
     return Finding("\n".join(lines), {"before": b, "after": a})
 
+
+
+#: The summary metrics a method comparison reads, with their names and whether higher is better.
+COMPARED = {"average_incremental_accuracy": ("average incremental accuracy", True),
+            "final_accuracy": ("final accuracy", True), "final_accuracy_many": ("final accuracy, many-shot", True),
+            "final_accuracy_medium": ("final accuracy, medium-shot", True),
+            "final_accuracy_few": ("final accuracy, few-shot", True),
+            "average_forgetting": ("average forgetting", False)}
+
+
+def comparison_finding(table: pd.DataFrame, ours: str) -> Finding:
+    """How method ``ours`` compares with every other row of a comparison table (one row per method: ``method``,
+    ``seeds``, each metric of :data:`COMPARED` as the mean over seeds and ``<metric>_std``), metric by metric:
+    better, worse or within the spread over seeds (the ± 1 std rule of :mod:`gradlab.analysis.verdicts`)."""
+    rows = {str(row["method"]): row for _, row in table.iterrows()}
+    if ours not in rows:
+        raise ValueError(f"comparison table has no {ours!r} row; methods: {sorted(rows)}")
+
+    def stat(row, key):
+        std = row.get(f"{key}_std")
+        return V.Stat(float(row[key]), 0.0 if pd.isna(std) else float(std), int(row["seeds"]))
+
+    n = int(rows[ours]["seeds"])
+    lines, numbers = [f"**What these runs show** ({_seeds(n)}), **{ours}** against each other method:", ""], {}
+    for key, (name, higher_is_better) in COMPARED.items():
+        if key not in table.columns or pd.isna(rows[ours][key]):
+            continue
+        mine, parts = stat(rows[ours], key), []
+        for other, row in rows.items():
+            if other == ours or pd.isna(row[key]):
+                continue
+            theirs = stat(row, key)
+            side = V.above(mine, theirs) if higher_is_better else V.below(mine, theirs)
+            word = {V.YES: "better", V.NO: "worse", V.UNSURE: "within the spread"}[side]
+            if n <= 1:
+                word = "better" if (mine.mean > theirs.mean) == higher_is_better else "worse"
+                word += " (one seed: anecdotal)"
+            parts.append(f"{other} {_fmt(theirs, 100, 1, ' %')}: {word}")
+            numbers[(key, other)] = side
+        lines.append(f"- {name}: {ours} **{_fmt(mine, 100, 1, ' %')}**; " + "; ".join(parts) + ".")
+    lines += ["", "better / worse = the ± 1 std spreads over seeds lie apart; within the spread = they overlap."]
+    return Finding("\n".join(lines), numbers)
+
+
+def probe_finding(gradients: pd.DataFrame, norms: pd.DataFrame) -> Finding:
+    """What the probes show per method (``label``): over the new classes, Spearman's ρ between training count
+    and CE row gradient and the old / new gradient ratio (:func:`verdicts.fig2_stats`); after the last phase,
+    ρ(training count, row norm) and the spread (CV) of the row norms (:func:`verdicts.weight_norm_stats`).
+    ``gradients``: per-seed :func:`tables.gradient_magnitudes` rows with a ``label``; ``norms``: per-seed
+    :func:`tables.weight_norms` rows."""
+    norm_stats = V.weight_norm_stats(norms if "seed" in norms.columns else norms.assign(seed=0))
+    gradients = gradients if "seed" in gradients.columns else gradients.assign(seed=0)
+    n = int(gradients.groupby("label")["seed"].nunique().max())
+    lines, numbers = [f"**What the probes show** ({_seeds(n)}):", ""], {}
+    for label, part in gradients.groupby("label", sort=False):
+        g, w = V.fig2_stats(part), norm_stats.get(str(label))
+        numbers[str(label)] = {**g, **({} if w is None else {"norm_spearman": w["spearman"], "cv": w["cv"]})}
+        text = (f"- **{label}**: ρ(training count, CE row gradient) over new classes {_fmt(g['spearman'])}, "
+                f"old / new mean gradient {_fmt(g['old_new_ratio'])}")
+        if w is not None:
+            text += (f"; after the last phase ρ(training count, row norm) {_fmt(w['spearman'])}, "
+                     f"spread of the row norms (CV) {_fmt(w['cv'])}")
+        lines.append(text + ".")
+    return Finding("\n".join(lines), numbers)

@@ -27,12 +27,15 @@ import pandas as pd
 from gradlab.analysis import tables
 from gradlab.analysis.findings import (  # noqa: F401
     Finding,
+    comparison_finding,
     fig2_finding,
     fig5_finding,
     forgetting_count_finding,
+    probe_finding,
     reweighting_finding,
     weight_norm_finding,
 )
+from gradlab.config import RunConfig
 from gradlab.data.sources import source_classes
 from gradlab.experiments.paper_figures import (
     figure_plan,
@@ -107,6 +110,17 @@ def run_cached(configs: dict, cache_dir: str | Path = "runs/cache", workers: int
     parallel worker processes, under a :class:`Progress` bar)."""
     with Progress(configs, cache_dir) as bar:
         return run_many(configs, cache_dir, workers=workers, log=bar.log)
+
+
+def runs_over_seeds(configs: dict, seeds, cache_dir: str | Path = "runs/cache", workers: int | None = None) -> dict:
+    """{label: {seed: RunRecord}}: every {label: RunConfig} repeated over ``seeds`` (only the seed changes), from
+    ``cache_dir`` where finished, else trained there in parallel under one progress bar."""
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    flat = {f"{label} · seed {seed}": RunConfig.from_dict({**cfg.to_dict(), "seed": seed})
+            for label, cfg in configs.items() for seed in seeds}
+    records = run_cached(flat, cache_dir, workers)
+    return {label: {seed: records[f"{label} · seed {seed}"] for seed in seeds} for label in configs}
 
 
 class Progress:
@@ -226,6 +240,7 @@ def stats_frame(stats: dict, percent=(), digits: int = 3) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-__all__ = ["Finding", "FigureRuns", "Progress", "fig2_finding", "fig5_finding", "figure_bundle", "figure_runs",
-           "forgetting_count_finding", "mean_matrix", "png_bytes", "reweighting_finding", "run_cached",
+__all__ = ["Finding", "FigureRuns", "Progress", "comparison_finding", "fig2_finding", "fig5_finding", "figure_bundle", "figure_runs",
+           "forgetting_count_finding", "mean_matrix", "png_bytes", "probe_finding", "reweighting_finding", "run_cached",
+           "runs_over_seeds",
            "show", "stats_frame", "to_matplotlib", "weight_norm_finding"]

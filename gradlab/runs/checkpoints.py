@@ -29,6 +29,7 @@ from torch import nn
 
 from gradlab.errors import RunFolderError
 from gradlab.files import atomic_write, plain
+from gradlab.plugins import plugins_fingerprint
 
 MID_PHASE = "mid_phase.pt"
 CHECKPOINT_FORMAT = 1            # 1: checkpoints carry "run" (their run's identity); 0: before, none
@@ -41,8 +42,11 @@ MID_KEYS = PHASE_KEYS + ("epoch", "step", "optimizer", "schedule", "multistep", 
 
 
 def settings_hash(cfg) -> str:
-    """12 hex digits over every setting that changes a run's numbers (``run_key`` is method-hash)."""
+    """12 hex digits over every setting that changes a run's numbers (``run_key`` is method-hash), with the
+    plugins' source where the run has plugins (an edited method is a different run)."""
     values = {k: v for k, v in cfg.to_dict().items() if k not in NOT_COMPARED}
+    if cfg.plugins:
+        values["plugin_source"] = plugins_fingerprint(cfg.plugins)
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

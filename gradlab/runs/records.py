@@ -19,6 +19,7 @@ Metric names in ``metrics.parquet``: ``class_acc`` (per class), ``task_acc`` (ac
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from gradlab.analysis import metrics as M
 from gradlab.config import RunConfig
@@ -177,6 +179,17 @@ METRIC_COLUMNS = {"phase", "task", "class", "metric", "value"}          # what m
 SUMMARY_KEYS = ("average_incremental_accuracy", "final_accuracy")        # what a complete summary.json has
 
 
+def stored_config(path: Path) -> RunConfig:
+    """A run's ``config.yaml`` as it was written, unchecked: for a record whose plugins cannot be imported here
+    (the settings are read, nothing is trained from them)."""
+    values = yaml.safe_load(path.read_text()) or {}
+    config = object.__new__(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        setattr(config, f.name, values.get(f.name, default))
+    return config
+
+
 class RunRecord:
     """A run read from disk: ``.config``, ``.summary``, ``.metrics``, ``.probes``, and ``.status``:
     "complete", "diverged", "running" (a live process holds the folder's lock) or "incomplete" (killed or
@@ -193,7 +206,11 @@ class RunRecord:
         try:
             self.config = RunConfig.from_yaml(self.path / "config.yaml")
         except ConfigError as err:
-            raise RunFolderError(f"{str(self.path / 'config.yaml')!r} is broken ({err})") from None
+            if not str(err).startswith("plugins:"):
+                raise RunFolderError(f"{str(self.path / 'config.yaml')!r} is broken ({err})") from None
+            self.config = stored_config(self.path / "config.yaml")   # the record stays readable without its code
+            warnings.warn(f"{self.path}: {err}; its record loads, but training or resuming it needs the plugin",
+                          RunFolderWarning, stacklevel=2)
         self.summary = self._read_summary()
         self.metrics = self._read_parquet("metrics.parquet")
         self.classes = self._read_parquet("classes.parquet")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 import gradlab
+from gradlab.checks import read_yaml_file
 from gradlab.config import RunConfig
 from gradlab.data.device_data import DeviceImages
 from gradlab.data.file_data import FileImages
@@ -273,6 +274,8 @@ def with_data(data, cfg, overrides: dict) -> dict:
         return overrides
     if not isinstance(data, ArrayData):
         raise ConfigError(f"data must be a gradlab.ArrayData(x_train, y_train, x_test, y_test), got {type(data).__name__}")
+    if isinstance(cfg, (str, os.PathLike)) and Path(cfg).is_file():
+        cfg = read_yaml_file(Path(cfg), "config file")
     settings = {**(cfg.to_dict() if isinstance(cfg, RunConfig) else cfg if isinstance(cfg, dict) else {}), **overrides}
     if settings.get("scenario") not in (None, "arrays"):
         raise ConfigError(f"data and scenario {settings['scenario']!r} contradict each other: data trains on your "
