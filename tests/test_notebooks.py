@@ -34,11 +34,12 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 # the figure notebooks: `make figures`' plan on digits, 1 epoch; two seeds where the text compares spreads
 FIGURE_TINY = {"scenario": "digits", "quick": True, "seeds": [0, 1], "overrides": {"epochs": 1}, "device": "cpu",
                "cache_dir": "runs/cache", "workers": 1}
+TABLES_DIR = str(ROOT / "figures" / "tables")      # the committed results tables (notebooks 00 and 02 read them)
 TINY = {
     "00_tour.ipynb": {"scenario": "digits", "overrides": {"epochs": 1}, "device": "cpu", "cache_dir": "runs/cache",
-                      "workers": 1},
+                      "workers": 1, "tables_dir": TABLES_DIR},
     "01_gradient_magnitudes.ipynb": {**FIGURE_TINY, "seeds": [0]},
-    "02_imbalanced_forgetting.ipynb": FIGURE_TINY,
+    "02_imbalanced_forgetting.ipynb": {**FIGURE_TINY, "tables_dir": TABLES_DIR},
     "03_classifier_bias.ipynb": FIGURE_TINY,
     "04_explorer.ipynb": {"scenario": "digits", "epochs": 1, "tasks": 3, "memory": 5, "seed": 1,
                           "method_args": "distillation=kd", "run_now": True, "runs_dir": "runs"},
@@ -428,3 +429,20 @@ def test_05_trains_the_plugin_method_in_workers_and_reports_its_numbers(executed
     m = one(r"average incremental accuracy: logit-adjusted \*\*([\d.]+) ± [\d.]+ %\*\*", texts)
     assert float(m.group(1)) == pytest.approx(100 * mean, abs=0.051)
     assert one(r"What the probes show", texts) and "**logit-adjusted**" in "\n".join(texts)
+
+
+def test_00_and_02_read_the_committed_forgetting_table(executed):
+    """Where the tour and notebook 02 talk about imbalanced forgetting they show the results tables' numbers and
+    verdicts, recomputed here from the committed CSV."""
+    import pandas as pd
+
+    from gradlab.analysis import claims
+
+    table = pd.read_csv(Path(TABLES_DIR) / "imbalanced_forgetting.csv")
+    rows = claims.forgetting_verdicts(table)
+    assert rows
+    for name in ("00_tour.ipynb", "02_imbalanced_forgetting.ipynb"):
+        text = "\n".join(markdown_outputs(executed(name)[0]))
+        assert "**The results tables** (`imbalanced_forgetting.csv`, mean ± std over 3 seeds)" in text
+        for row in rows:
+            assert f"| {row.figure} | {row.claim} | {row.ours} | **{row.verdict}** |" in text

@@ -39,6 +39,7 @@ def check_gradlab(args: list[str]) -> None:
     """Parse with gradlab's own parser; files it names exist; the settings validate."""
     from gradlab.experiments.compare import comparison_configs
     from gradlab.experiments.paper_figures import FIGURES
+    from gradlab.experiments.paper_tables import TABLES
     from gradlab.experiments.sweep import load_sweep
 
     try:
@@ -61,7 +62,7 @@ def check_gradlab(args: list[str]) -> None:
             args.setdefault(method, {}).update(parse_method_args([pair]))
         comparison_configs(ns.methods, args, **{k: v for k, v in settings.items() if k not in ("method", "method_args")})
     elif ns.command == "figures":
-        assert set(ns.only or FIGURES) <= set(FIGURES)
+        assert set(ns.only or FIGURES) <= set(TABLES if ns.tables else FIGURES)
     elif ns.command == "sweep":
         load_sweep(ROOT / ns.file)
 

@@ -46,6 +46,8 @@ class Stat:
         return self.mean + self.std
 
     def text(self, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
+        if self.n == 0:
+            return "n/a"          # nothing to average (e.g. a shot group without an old class)
         return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}{unit}"
 
 

@@ -36,6 +36,7 @@ from gradlab.errors import (
 )
 from gradlab.experiments.compare import compare, expand_methods
 from gradlab.experiments.paper_figures import make_figures
+from gradlab.experiments.paper_tables import make_tables
 from gradlab.experiments.sweep import default_sweep_out, run_sweep
 from gradlab.files import atomic_write, write_error
 from gradlab.methods import list_methods, method_options
@@ -125,7 +126,9 @@ def command_figures(ns: argparse.Namespace) -> int:
     if ns.seeds is not None:
         overrides["seeds"] = ns.seeds
     _check_workers(ns.workers)
-    written = make_figures(out=ns.out, quick=ns.quick, scenario=ns.scenario, device=ns.device, cache_dir=ns.cache,
+    make = make_tables if ns.tables else make_figures
+    out = Path(ns.out) / "tables" if ns.tables else ns.out
+    written = make(out=out, quick=ns.quick, scenario=ns.scenario, device=ns.device, cache_dir=ns.cache,
                            only=ns.only, workers=ns.workers, progress=not ns.quiet, backend=ns.backend,
                            address=ns.address, confirm=_confirm(ns.yes, long_protocol=not ns.quick), **overrides)
     for name, paths in written.items():

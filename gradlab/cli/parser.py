@@ -165,7 +165,11 @@ def _add_figures(sub) -> None:
                                                                "(default runs/figures; make figures: figures/)")
     figures.add_argument("--cache", default="runs/cache", help="folder of cached runs (default runs/cache)")
     figures.add_argument("--only", type=lambda t: [f for f in t.split(",") if f], default=None,
-                         help="comma list of figures: fig2,fig5,weight_norms,fig4 (default: all)")
+                         help="comma list of figures: fig2,fig5,weight_norms,fig4 (default: all); with --tables: "
+                              "table1,ablation,imbalanced_forgetting,fig5_settled")
+    figures.add_argument("--tables", action="store_true",
+                         help="the results tables instead (main results in lt/ltio x LFS/LFH, ablation, imbalanced "
+                              "forgetting, Fig. 5 over 5 seeds at two lengths) into OUT/tables (make tables)")
     figures.add_argument("--seeds", type=_seeds, default=None, help="comma list of seeds (default 0,1,2)")
     figures.add_argument("--epochs", type=int, default=argparse.SUPPRESS, help="epochs per phase for every run")
     figures.add_argument("--data-root", dest="data_root", default=argparse.SUPPRESS,

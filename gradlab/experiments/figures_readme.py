@@ -46,7 +46,7 @@ def _label(key) -> str:
     return key if isinstance(key, str) else f"{key[0]} · {key[1]} {key[2]:g}"
 
 
-def figures_readme(plans, records, tables, rows, quick: bool, timing: dict) -> str:
+def figures_readme(plans, records, tables, rows, quick: bool, timing: dict, settled=()) -> str:
     first = next(iter(next(iter(plans.values())).values()))
     any_cfg = next(iter(first.values()))
     seeds = sorted({seed for plan in plans.values() for runs in plan.values() for seed in runs})
@@ -64,6 +64,11 @@ def figures_readme(plans, records, tables, rows, quick: bool, timing: dict) -> s
              "with the intervals apart; inconclusive: the intervals overlap. Std over seeds (ddof = 1). The "
              "numbers are recomputed from the CSVs by `gradlab.analysis.verdicts`.", "",
              markdown(rows), ""]
+    if settled:
+        lines += ["**Fig. 5, settled** by `make tables` (the same runs over 5 seeds, at the protocol's epochs and at "
+                  "twice as many; [tables/README.md](tables/README.md)):", "", markdown(list(settled)), "",
+                  "The main results table, the ablation and imbalanced forgetting in four settings are in "
+                  "[tables/README.md](tables/README.md).", ""]
     for name, plan in plans.items():
         lines += [f"## `{FILE_NAMES[name]}` (.png, .pdf, .csv)", "", ABOUT[name], "",
                   "| run | method | method_args | " + " | ".join(SETTING_COLUMNS) + " | seeds | avg. inc. acc. (%) |",

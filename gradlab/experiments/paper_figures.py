@@ -24,6 +24,9 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
+from gradlab.analysis import claims
 from gradlab.analysis import tables as T
 from gradlab.analysis import verdicts as V
 from gradlab.checks import check_folder, check_int
@@ -52,7 +55,7 @@ FIG4_METHODS = {"CE": ("ce", {}), "DGR": ("dgr", {"distillation": "dakd"})}
 FIG4_SETTINGS = {"memory": (10, 20, 50), "imbalance": (10, 50, 100)}
 
 
-def _settings(quick: bool, scenario: str, device: str, overrides: dict) -> dict:
+def protocol_settings(quick: bool, scenario: str, device: str, overrides: dict) -> dict:
     """What every run of every figure shares: the long-tailed scenario (ρ = 100, shuffled order), memory 20."""
     if scenario not in SOURCE_INFO:
         raise ConfigError(f"scenario must be one of {list(SOURCE_INFO)}, got {scenario!r}")
@@ -82,7 +85,7 @@ def figure_plan(name: str, quick: bool = True, scenario: str = "fashion_mnist", 
     seeds = list(seeds)
     if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
         raise ConfigError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
-    common = _settings(quick, scenario, device, overrides)
+    common = protocol_settings(quick, scenario, device, overrides)
     steps = _split(name, quick, scenario)
     steps = {**steps, **{k: v for k, v in overrides.items() if k in ("base", "tasks", "split")}}
     if name == "fig2":
@@ -182,21 +185,10 @@ def make_figures(out: str | Path = "runs/figures", quick: bool = True, scenario:
                  address: str | None = None, confirm=None, **overrides) -> dict[str, list[Path]]:
     """Run (or reuse) what the figures need and write them with their CSVs and a README; returns the files.
     ``confirm(seconds)`` is called with the estimated time before any training (it may stop the start)."""
-    names = list(FIGURES if only is None else only)
-    unknown = [n for n in names if n not in FIGURES]
-    if unknown:
-        raise ConfigError(f"only: {unknown} are not figures; allowed: {list(FIGURES)}")
-    check_folder("out", out)
-    check_folder("cache_dir", cache_dir)
-    if workers is not None:
-        check_int("workers", workers, 1, 4096)
+    names = checked_request("figures", only, FIGURES, out, cache_dir, workers)
     out = Path(out)
     plans = {name: figure_plan(name, quick, scenario, device, seeds, **overrides) for name in names}
-    configs = plan_configs(plans)
-    check_figure_inputs(configs.values(), out)
-    out.mkdir(parents=True, exist_ok=True)
-    before = sum(1 for cfg in {run_key(c): c for c in configs.values()}.values()
-                 if (Path(cache_dir) / run_key(cfg) / "summary.json").is_file())
+    configs, before = prepare_plans(plans, out, cache_dir)
     start = time.perf_counter()
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda line: None)
     first = next(iter(configs.values()))
@@ -213,9 +205,34 @@ def make_figures(out: str | Path = "runs/figures", quick: bool = True, scenario:
     timing = {"seconds": seconds, "distinct": len({run_key(c) for c in configs.values()}), "cached": before,
               "workers": workers}
     readme = out / "README.md"
-    write_text(readme, figures_readme(plans, records, tables, rows, quick, timing))
+    settled = out / "tables" / "fig5_settled.csv"          # `make tables`' Fig. 5 over 5 seeds at two lengths
+    extra = claims.fig5_settled_verdicts(pd.read_csv(settled)) if "fig5" in names and settled.is_file() else []
+    write_text(readme, figures_readme(plans, records, tables, rows, quick, timing, settled=extra))
     written["README"] = [readme]
     return written
+
+
+def checked_request(what: str, only, allowed, out, cache_dir, workers) -> list[str]:
+    """The names asked for (``only``; default: all of ``allowed``), once they, the folders and ``workers`` pass."""
+    names = list(allowed if only is None else only)
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ConfigError(f"only: {unknown} are not {what}; allowed: {list(allowed)}")
+    check_folder("out", out)
+    check_folder("cache_dir", cache_dir)
+    if workers is not None:
+        check_int("workers", workers, 1, 4096)
+    return names
+
+
+def prepare_plans(plans: dict, out: Path, cache_dir) -> tuple[dict, int]:
+    """Every run of ``plans`` checked before the first one trains and ``out`` made: (configs by (name, key,
+    seed), how many distinct runs the cache holds already)."""
+    configs = plan_configs(plans)
+    check_figure_inputs(configs.values(), out)
+    out.mkdir(parents=True, exist_ok=True)
+    distinct = {run_key(c) for c in configs.values()}
+    return configs, sum(1 for key in distinct if (Path(cache_dir) / key / "summary.json").is_file())
 
 
 def write_figure(stem: Path, fig, table) -> list[Path]:

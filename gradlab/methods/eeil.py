@@ -48,12 +48,20 @@ BALANCED = ("facil", "per_class")
 PAPER_ARGS = {"skip_last_old_head": False, "balanced": "per_class", "finetune_lr_factor": 0.1}
 
 
+def clamped_log(x: torch.Tensor) -> torch.Tensor:
+    """log(x) clamped at -100, as torch's ``binary_cross_entropy`` does, with a zero gradient (not NaN) where x is 0:
+    a task head of one class has p = softmax(z) = 1 exactly, so 1 - p = 0."""
+    positive = x > 0
+    logs = torch.where(positive, x, torch.ones_like(x)).log()
+    return torch.where(positive, logs, torch.full_like(x, -100.0)).clamp_min(-100)
+
+
 def softmax_bce(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean element-wise BCE(p, q) between p = softmax(student/T) and q = softmax(teacher/T); logs clamped
     at -100 as torch's ``binary_cross_entropy`` (written out so that it is safe under autocast)."""
     p = F.softmax(student.float() / temperature, dim=1)
     q = F.softmax(teacher.float() / temperature, dim=1)
-    return -(q * p.log().clamp_min(-100) + (1 - q) * (1 - p).log().clamp_min(-100)).mean()
+    return -(q * clamped_log(p) + (1 - q) * clamped_log(1 - p)).mean()
 
 
 @register

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gradlab.analysis import tables
+from gradlab.analysis import claims, tables
 from gradlab.analysis.findings import (  # noqa: F401
     Finding,
     comparison_finding,
@@ -35,6 +35,7 @@ from gradlab.analysis.findings import (  # noqa: F401
     reweighting_finding,
     weight_norm_finding,
 )
+from gradlab.analysis.verdicts import markdown as verdict_markdown
 from gradlab.config import RunConfig
 from gradlab.data.sources import source_classes
 from gradlab.experiments.paper_figures import (
@@ -121,6 +122,24 @@ def runs_over_seeds(configs: dict, seeds, cache_dir: str | Path = "runs/cache", 
             for label, cfg in configs.items() for seed in seeds}
     records = run_cached(flat, cache_dir, workers)
     return {label: {seed: records[f"{label} · seed {seed}"] for seed in seeds} for label in configs}
+
+
+def forgetting_across_settings(tables_dir: str | Path = "../figures/tables") -> Finding:
+    """Imbalanced forgetting in the results tables (``make tables``: CE, KD, DGR + KD and DGR + DAKD in the four
+    settings over three seeds), read from ``imbalanced_forgetting.csv``: per setting and method, Spearman's
+    ρ(training count, forgetting) and the many- / few-shot classes' forgetting, then the verdicts."""
+    path = Path(tables_dir) / "imbalanced_forgetting.csv"
+    if not path.is_file():
+        return Finding(f"No `{path}` yet: `make tables` writes it (about an hour on two cores).")
+    table = pd.read_csv(path)
+    lines = [f"**The results tables** (`{path.name}`, mean ± std over {table['seed'].nunique()} seeds):", "",
+             "| setting | method | ρ(count, forgetting) | many-shot (%) | few-shot (%) |", "|---|---|---|---|---|"]
+    for setting, by_label in claims.forgetting_stats(table).items():
+        for label, s in by_label.items():
+            lines.append(f"| {setting} | {label} | {s['spearman'].text()} | {s['many'].text(100, 1)} | "
+                         f"{s['few'].text(100, 1)} |")
+    lines += ["", verdict_markdown(claims.forgetting_verdicts(table))]
+    return Finding("\n".join(lines), {"table": table})
 
 
 class Progress:
@@ -241,6 +260,7 @@ def stats_frame(stats: dict, percent=(), digits: int = 3) -> pd.DataFrame:
 
 
 __all__ = ["Finding", "FigureRuns", "Progress", "comparison_finding", "fig2_finding", "fig5_finding", "figure_bundle", "figure_runs",
-           "forgetting_count_finding", "mean_matrix", "png_bytes", "probe_finding", "reweighting_finding", "run_cached",
+           "forgetting_across_settings", "forgetting_count_finding", "mean_matrix", "png_bytes", "probe_finding",
+           "reweighting_finding", "run_cached",
            "runs_over_seeds",
            "show", "stats_frame", "to_matplotlib", "weight_norm_finding"]
