@@ -76,6 +76,8 @@ def test_stat_table_marks_the_best_and_the_overlapping():
     stats = {"s": {"A": Stat(0.70, 0.01, 3), "B": Stat(0.69, 0.02, 3), "C": Stat(0.50, 0.01, 3)}}
     lines = stat_table(stats, ["s"], ["A", "B", "C"])
     assert lines[2:] == ["| A | **70.0 ± 1.0** |", "| B | 69.0 ± 2.0 ≈ |", "| C | 50.0 ± 1.0 |"]
+    lower = stat_table(stats, ["s"], ["A", "B", "C"], lower_is_better=True)      # forgetting: the least is best
+    assert lower[2:] == ["| A | 70.0 ± 1.0 |", "| B | 69.0 ± 2.0 |", "| C | **50.0 ± 1.0** |"]
 
 
 def test_bad_table_requests_are_one_line():

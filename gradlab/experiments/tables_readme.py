@@ -7,24 +7,29 @@ import platform
 import torch
 
 from gradlab.analysis import claims as C
-from gradlab.analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, above, markdown
+from gradlab.analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, above, below, markdown
 from gradlab.experiments.figures_readme import DATA_NOTES, SETTING_COLUMNS
 
 TABLE_METRICS = {"average_incremental_accuracy": "Average incremental accuracy (class-weighted A_t, base phase "
                                                  "included), %",
                  "average_incremental_accuracy_task_mean": "Average incremental accuracy (mean over tasks, as the "
                                                            "official code prints), %",
-                 "final_accuracy": "Final accuracy (class-weighted), %"}
+                 "final_accuracy": "Final accuracy (class-weighted), %",
+                 "average_forgetting": "Average forgetting after the last phase (FACIL; lower is better), %",
+                 "final_accuracy_many": "Final accuracy of the many-shot classes (> 100 training images), %",
+                 "final_accuracy_medium": "Final accuracy of the medium-shot classes (20-100), %",
+                 "final_accuracy_few": "Final accuracy of the few-shot classes (< 20), %"}
 LFH_NOTE = ("Learning from half applies the paper's rule (half of the classes in the base task, the rest over five "
             "incremental tasks) to ten classes: 5 + 5 x 1. Learning from scratch is `make figures`' split, five tasks of "
             "two classes.")
 
 
-def stat_table(stats: dict, settings: list, labels: list) -> list[str]:
+def stat_table(stats: dict, settings: list, labels: list, lower_is_better: bool = False) -> list[str]:
     """Markdown rows: one per label, one column per setting, "mean ± std"; the best mean per column in bold,
     the others whose ± 1 std interval reaches the best one's marked ≈."""
     lines = ["| method | " + " | ".join(settings) + " |", "|---" * (len(settings) + 1) + "|"]
-    best = {s: max(stats[s].values(), key=lambda st: st.mean) for s in settings if s in stats}
+    pick = min if lower_is_better else max
+    best = {s: pick(stats[s].values(), key=lambda st: st.mean) for s in settings if s in stats}
     for label in labels:
         cells = []
         for s in settings:
@@ -33,7 +38,8 @@ def stat_table(stats: dict, settings: list, labels: list) -> list[str]:
                 cells.append("–")
                 continue
             text = st.text(100, 1)
-            cells.append(f"**{text}**" if st is best[s] else f"{text} ≈" if above(best[s], st) != "yes" else text)
+            apart = (below if lower_is_better else above)(best[s], st) == "yes"
+            cells.append(f"**{text}**" if st is best[s] else text if apart else f"{text} ≈")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -43,7 +49,8 @@ def _summary_section(title: str, about: str, table, plan_labels: list) -> list[s
     lines = [f"## {title}", "", about, ""]
     for metric, name in TABLE_METRICS.items():
         lines += [f"**{name}** (bold: best mean; ≈: interval overlaps the best)", ""]
-        lines += stat_table(C.method_stats(table, metric), settings, plan_labels) + [""]
+        lines += stat_table(C.method_stats(table, metric), settings, plan_labels,
+                            lower_is_better=metric == "average_forgetting") + [""]
     return lines
 
 
@@ -51,7 +58,8 @@ def _forgetting_section(table) -> list[str]:
     lines = ["## Imbalanced forgetting (`imbalanced_forgetting`)", "",
              "Forgetting of each old class after the last phase (its best earlier accuracy minus its final "
              "accuracy) against its training count: Spearman's ρ per seed, then mean ± std; the mean forgetting "
-             "of the many- (> 100 training images), medium- and few-shot (< 20) classes, %.", "",
+             "of the many- (> 100 training images), medium- and few-shot (< 20) classes, %; n/a: no old class in that group (in `ltio` learning from "
+             "scratch the few-shot classes come last and are never old).", "",
              "| setting | method | ρ(count, forgetting) | many | medium | few |", "|---|---|---|---|---|---|"]
     for setting, by_label in C.forgetting_stats(table).items():
         for label, s in by_label.items():
