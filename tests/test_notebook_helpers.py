@@ -78,3 +78,21 @@ def test_findings_say_what_the_numbers_say():
     single = pd.DataFrame([r for r in rows if r["seed"] == 0]).drop(columns="seed")
     text = notebook.weight_norm_finding(single).text
     assert "one seed" in text and "±" not in text.split("Verdict")[0]
+
+
+def test_comparison_finding_says_which_method_is_better_by_the_spread_rule():
+    import pandas as pd
+
+    from gradlab.analysis.findings import comparison_finding
+
+    rows = [{"method": "new", "seeds": 3, "average_incremental_accuracy": 0.70, "average_incremental_accuracy_std": 0.01,
+             "average_forgetting": 0.10, "average_forgetting_std": 0.01},
+            {"method": "CE", "seeds": 3, "average_incremental_accuracy": 0.50, "average_incremental_accuracy_std": 0.01,
+             "average_forgetting": 0.05, "average_forgetting_std": 0.01},
+            {"method": "DGR", "seeds": 3, "average_incremental_accuracy": 0.69, "average_incremental_accuracy_std": 0.02,
+             "average_forgetting": 0.10, "average_forgetting_std": 0.02}]
+    finding = comparison_finding(pd.DataFrame(rows), "new")
+    text = str(finding)
+    assert "average incremental accuracy: new **70.0 ± 1.0 %**; CE 50.0 ± 1.0 % (new better); DGR 69.0 ± 2.0 % (within the spread)." in text
+    assert "average forgetting: new **10.0 ± 1.0 %**; CE 5.0 ± 1.0 % (new worse)" in text     # lower forgetting is better
+    assert finding.numbers[("average_incremental_accuracy", "CE")] == "yes"

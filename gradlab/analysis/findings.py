@@ -244,11 +244,11 @@ def comparison_finding(table: pd.DataFrame, ours: str) -> Finding:
                 continue
             theirs = stat(row, key)
             side = V.above(mine, theirs) if higher_is_better else V.below(mine, theirs)
-            word = {V.YES: "better", V.NO: "worse", V.UNSURE: "within the spread"}[side]
+            word = {V.YES: f"{ours} better", V.NO: f"{ours} worse", V.UNSURE: "within the spread"}[side]
             if n <= 1:
-                word = "better" if (mine.mean > theirs.mean) == higher_is_better else "worse"
+                word = f"{ours} " + ("better" if (mine.mean > theirs.mean) == higher_is_better else "worse")
                 word += " (one seed: anecdotal)"
-            parts.append(f"{other} {_fmt(theirs, 100, 1, ' %')}: {word}")
+            parts.append(f"{other} {_fmt(theirs, 100, 1, ' %')} ({word})")
             numbers[(key, other)] = side
         lines.append(f"- {name}: {ours} **{_fmt(mine, 100, 1, ' %')}**; " + "; ".join(parts) + ".")
     lines += ["", "better / worse = the ± 1 std spreads over seeds lie apart; within the spread = they overlap."]
