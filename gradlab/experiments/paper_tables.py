@@ -152,7 +152,7 @@ def make_tables(out: str | Path = "runs/tables", quick: bool = True, scenario: s
                               methods=methods if name == "table1" else None, settings=settings, **overrides)
              for name in names}
     configs, before = prepare_plans(plans, out, cache_dir)
-    distinct = {run_key(c) for c in configs.values()}
+    distinct = {run_key(c) for c in configs.values()}        # prepare_plans counted the cached ones among them
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda line: None)
     log(f"tables {', '.join(names)}: {len(distinct)} distinct runs, {before} in the cache")
     start = time.perf_counter()

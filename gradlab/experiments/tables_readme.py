@@ -82,13 +82,13 @@ def _settings_section(plans: dict, records: dict) -> list[str]:
     return lines + [""]
 
 
-def table_verdicts(plans: dict, data: dict) -> list:
+def table_verdicts(data: dict) -> list:
     """Every verdict row the tables support, in README order."""
     rows = []
     if "table1" in data:
         rows += C.best_method_verdicts(data["table1"])
     if "ablation" in data:
-        rows += C.ablation_verdicts(data["ablation"], list(dict.fromkeys(label for _, label in plans["ablation"])))
+        rows += C.ablation_verdicts(data["ablation"], list(dict.fromkeys(data["ablation"]["label"])))  # plan order
     if "imbalanced_forgetting" in data:
         rows += C.forgetting_verdicts(data["imbalanced_forgetting"])
     if "fig5_settled" in data:
@@ -98,7 +98,7 @@ def table_verdicts(plans: dict, data: dict) -> list:
 
 def tables_readme(plans: dict, records: dict, data: dict, timing: dict) -> str:
     any_cfg = next(iter(next(iter(next(iter(plans.values())).values())).values()))
-    rows = table_verdicts(plans, data)
+    rows = table_verdicts(data)
     run_time = sum(r.summary.get("wall_time_s", 0.0) for r in {id(r): r for r in records.values()}.values())
     trained = timing["distinct"] - timing["cached"]
     lines = ["# The paper's central claims on real data", "",
@@ -142,12 +142,11 @@ def results_block(data: dict) -> str:
     the main table's average incremental accuracy and every verdict, from the per-seed tables (the CSVs)."""
     table1 = data["table1"]
     settings, labels = list(dict.fromkeys(table1["setting"])), list(dict.fromkeys(table1["label"]))
-    plans = {"ablation": {(None, label): None for label in dict.fromkeys(data["ablation"]["label"])}}
     lines = [f"Average incremental accuracy (class-weighted, %), mean ± std over {table1['seed'].nunique()} seeds; "
              "bold: the best mean, ≈: its interval overlaps the best:", ""]
     lines += stat_table(C.method_stats(table1), settings, labels)
     lines += ["", "Each claim's verdict per setting (every number: figures/tables/README.md):", ""]
-    lines += verdict_summary(table_verdicts(plans, data))
+    lines += verdict_summary(table_verdicts(data))
     return "\n".join(lines)
 
 
