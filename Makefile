@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv data test figures tables clean
+.PHONY: venv data test figures tables docs clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ figures: data
 # forgetting, Fig. 5 over 5 seeds at two lengths) into figures/tables/; shares runs/cache with `make figures`.
 tables: data
 	$(BIN)/gradlab figures --tables --quick --out figures --yes
+
+# The documentation site into build/site (look at it: .venv/bin/python -m http.server -d build/site): the
+# notebooks executed with tiny settings into build/docs_notebooks (scripts/docs_notebooks.py, about 1.5 min on
+# 2 cores; kept until a notebook or gradlab changes), then `mkdocs build --strict` (MkDocs Material,
+# mkdocstrings, mkdocs-jupyter; mkdocs.yml). `make test` builds it with --strict too (tests/test_docs_site.py).
+docs: $(STAMP)
+	$(BIN)/python scripts/docs_notebooks.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

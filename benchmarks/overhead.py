@@ -3,6 +3,8 @@
 Prints ratios of epoch times (median and min over rounds) (phase 1, with a teacher, memory + new data):
   probes on / probes off   (CE; goal <= 1.03)
   guard on / guard off     (CE; the divergence guard every run has; goal <= 1.01)
+  loggers on / off         (CE, probes on both sides; TensorBoard + CSV + W&B offline; goal <= 1.02), and the
+                           loggers' one-time start and finish (W&B starts a local service)
   DGR / CE                 (both with probes off; DGR adds the teacher forward, DAKD and the FC rewrite)
 On CPU it also times the probes from inside (a stopwatch around every probe event), which is exact
 where end-to-end timings carry a few per cent of noise. Configurations are interleaved round by round, in a rotating order, so that drift in machine speed hits
@@ -14,8 +16,11 @@ all of them alike; a second, identical probes-off trainer shows the noise floor 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +28,7 @@ import torch
 from gradlab.config import RunConfig
 from gradlab.methods import build_method
 from gradlab.probes import PROBES, ProbeLog, build_probes
+from gradlab.runs.logs import build_loggers
 from gradlab.runs.runner import build_context
 from gradlab.scenario import Scenario
 from gradlab.training.divergence import DivergenceGuard
@@ -46,12 +52,20 @@ class Stopwatch:
         return timed
 
 
-def phase_one_trainer(cfg: RunConfig, scenario: Scenario, probes: bool, guard: bool = False) -> Trainer:
-    """A trainer positioned at the start of phase 1 (base head grown, memory filled, teacher frozen)."""
+def phase_one_trainer(cfg: RunConfig, scenario: Scenario, probes: bool, guard: bool = False,
+                      log_dir: Path | None = None) -> Trainer:
+    """A trainer positioned at the start of phase 1 (base head grown, memory filled, teacher frozen); with
+    ``log_dir``, the loggers of ``cfg.log`` after the probes, started (``trainer.logger_start_s``)."""
     method = build_method(cfg.method, cfg)
     ctx = build_context(cfg, scenario, method)
-    callbacks = [Stopwatch(p) for p in build_probes(list(PROBES) if probes else [], ProbeLog())]
+    probe_log = ProbeLog()
+    callbacks = [Stopwatch(p) for p in build_probes(list(PROBES) if probes else [], probe_log)]
     callbacks += [Stopwatch(DivergenceGuard())] if guard else []
+    loggers = build_loggers(cfg, log_dir, probe_log, {}) if log_dir is not None else []
+    start = time.perf_counter()
+    for logger in loggers:
+        logger.before_run(ctx)
+    callbacks += [Stopwatch(logger) for logger in loggers]
     trainer = Trainer(ctx, method, callbacks)
     method.ctx = ctx
     ctx.correct = np.full((scenario.num_tasks, scenario.num_classes), np.nan)
@@ -59,6 +73,7 @@ def phase_one_trainer(cfg: RunConfig, scenario: Scenario, probes: bool, guard: b
     trainer.update_memory(scenario.tasks[0])
     ctx.teacher = freeze(ctx.model)
     trainer.begin_phase(scenario.tasks[1])
+    trainer.loggers, trainer.logger_start_s = loggers, time.perf_counter() - start
     return trainer
 
 
@@ -93,14 +108,18 @@ def main() -> None:
         "ce, probes off (2)": (RunConfig(method="ce", **base).validate(), False),
         "dgr, probes off": (RunConfig(method="dgr", **base).validate(), False),
         "ce, guard on": (RunConfig(method="ce", **base).validate(), False),
+        "ce, probes + loggers": (RunConfig(method="ce", log=["tensorboard", "csv", "wandb"], **base).validate(), True),
     }
+    os.environ.setdefault("WANDB_MODE", "offline")
+    log_dir = Path(tempfile.mkdtemp(prefix="gradlab-overhead-"))
     trainers = {}
     for name, (cfg, probes) in configs.items():
         torch.manual_seed(0)
-        trainers[name] = phase_one_trainer(cfg, scenario, probes, guard=name == "ce, guard on")
+        trainers[name] = phase_one_trainer(cfg, scenario, probes, guard=name == "ce, guard on",
+                                           log_dir=log_dir if cfg.log else None)
         timed_epoch(trainers[name], 0)   # warm-up epoch, not counted
-    on, guarded = trainers["ce, probes on"], trainers["ce, guard on"]
-    for watch in on.callbacks + guarded.callbacks:
+    on, guarded, logged = trainers["ce, probes on"], trainers["ce, guard on"], trainers["ce, probes + loggers"]
+    for watch in on.callbacks + guarded.callbacks + logged.callbacks:
         watch.seconds = 0.0
     times = {name: [] for name in configs}
     steps = {}
@@ -114,14 +133,21 @@ def main() -> None:
     print(f"device {device}, model {args.model}, phase-1 training set {len(trainers['ce, probes off'].ctx.train_indices)} "
           f"images, {steps['ce, probes off']} steps/epoch, {args.rounds} interleaved rounds (median)")
     for name in configs:
-        print(f"  {name:18s} {median[name]:8.3f} s/epoch   {1000 * median[name] / steps[name]:8.2f} ms/step")
+        print(f"  {name:22s} {median[name]:8.3f} s/epoch   {1000 * median[name] / steps[name]:8.2f} ms/step")
     off = times["ce, probes off"] + times["ce, probes off (2)"]   # the two identical twins pooled
     for label, stat in (("median", statistics.median), ("min", min)):
         base = stat(off)
         print(f"[{label:6s}] ratio probes on / off (CE): {stat(times['ce, probes on']) / base:.3f}   (goal <= 1.03)   "
               f"DGR / CE step time: {stat(times['dgr, probes off']) / base:.3f}   "
               f"noise floor (twin / twin): {stat(times['ce, probes off (2)']) / stat(times['ce, probes off']):.3f}   "
-              f"guard on / off (CE): {stat(times['ce, guard on']) / base:.3f}   (goal <= 1.01)")
+              f"guard on / off (CE): {stat(times['ce, guard on']) / base:.3f}   (goal <= 1.01)   "
+              f"loggers on / off (CE, probes on): {stat(times['ce, probes + loggers']) / stat(times['ce, probes on']):.3f}"
+              "   (goal <= 1.02)")
+    start = time.perf_counter()
+    for logger in logged.loggers:
+        logger.close()
+    print(f"loggers' one-time cost: start {logged.logger_start_s:.2f} s, finish {time.perf_counter() - start:.2f} s "
+          f"(TensorBoard + CSV + W&B {os.environ['WANDB_MODE']}; written to {log_dir})")
     if device.type == "cpu":   # in-situ: time inside the probes / the rest of the probes-on epochs
         inside = sum(watch.seconds for watch in on.callbacks)
         total = sum(times["ce, probes on"])
@@ -131,6 +157,11 @@ def main() -> None:
         total = sum(times["ce, guard on"])
         print(f"[in-situ] time inside the divergence guard: {inside:.4f} s of {total:.1f} s -> "
               f"ratio guard on / off (CE): {total / (total - inside):.4f}   (goal <= 1.01)")
+        loggers = logged.callbacks[-len(logged.loggers):]
+        inside = sum(watch.seconds for watch in loggers)
+        total = sum(times["ce, probes + loggers"])
+        print(f"[in-situ] time inside logger events: {inside:.3f} s of {total:.1f} s -> "
+              f"ratio loggers on / off: {total / (total - inside):.4f}   (goal <= 1.02)")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ _EXPORTS = {
     "RunConfig": ("gradlab.config", "RunConfig"),
     "ConfigError": ("gradlab.errors", "ConfigError"),
     "Scenario": ("gradlab.scenario", "Scenario"),
-    "run": ("gradlab.runs.runner", "run"),
     "load_run": ("gradlab.runs.records", "load_run"),
     "list_methods": ("gradlab.methods", "list_methods"),
     "list_scenarios": ("gradlab.scenario", "list_scenarios"),
@@ -40,15 +39,35 @@ _EXPORTS = {
     "ArrayData": ("gradlab.data.sources.arrays", "ArrayData"),
     "GradlabError": ("gradlab.errors", "GradlabError"),
     "DataError": ("gradlab.errors", "DataError"),
+    "LiveView": ("gradlab.notebook.live", "LiveView"),
+    "RunLogger": ("gradlab.runs.logs", "RunLogger"),
 }
+_INTERNAL = {"_train": ("gradlab.runs.runner", "run")}
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "run"])
+
+
+def run(cfg=None, callbacks=(), overwrite=False, resume=False, data=None, live=False, **overrides):
+    """Train one class-incremental run and write its record folder; returns the loaded record.
+
+    ``cfg``: a :class:`RunConfig`, a dict, the path of a YAML file, or None (keywords only); keyword overrides
+    win, e.g. ``gradlab.run(scenario="digits", tasks=3, epochs=2, out="runs/x")``. ``log=["tensorboard", "csv",
+    "wandb"]`` writes logs as the run trains (into ``log_dir``, default ``<run folder>/logs``). ``live=True``
+    redraws the accuracy and per-class gradient panels after every phase (in a notebook; one printed line per
+    phase elsewhere; :class:`LiveView`). ``callbacks``, ``overwrite``, ``resume`` and ``data``: see
+    :func:`gradlab.runs.runner.run`, which this calls."""
+    if not isinstance(live, bool):
+        raise __getattr__("ConfigError")(f"live must be true or false, got {live!r}")
+    if live:                # (lazily, like every export: the live view needs the notebook extras)
+        callbacks = [*callbacks, __getattr__("LiveView")()] if isinstance(callbacks, (list, tuple)) else callbacks
+    train = __getattr__("_train")
+    return train(cfg, callbacks=callbacks, overwrite=overwrite, resume=resume, data=data, **overrides)
 
 
 def __getattr__(name):
-    if name not in _EXPORTS:
+    if name not in _EXPORTS and name not in _INTERNAL:
         raise AttributeError(f"module 'gradlab' has no attribute {name!r}")
     import importlib
 
-    module, attr = _EXPORTS[name]
+    module, attr = {**_EXPORTS, **_INTERNAL}[name]
     return getattr(importlib.import_module(module), attr)

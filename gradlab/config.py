@@ -37,6 +37,7 @@ SCENARIOS = SOURCE_INFO.keys()       # a live view: fashion_mnist, cifar100, ...
 MODELS = ("auto", "resnet32", "resnet32_podnet", "resnet18", "small")
 MODEL_NAMES = {"resnet32": "ResNet-32", "resnet32_podnet": "ResNet-32 (PODNet)", "resnet18": "ResNet-18",
                "small": "small CNN"}
+LOGGERS = ("tensorboard", "csv", "wandb")     # what `log` may name (gradlab.runs.logs writes them)
 AUGMENTS = ("auto", "crop_flip", "resized_crop", "none")
 SELECTIONS = ("herding", "random")
 DEVICES = ("auto", "cpu", "cuda")
@@ -131,6 +132,8 @@ class RunConfig:
     probe_every: str = "epoch"          # gradient probe: mean per epoch, or every step
     presets: list[str] = field(default_factory=list)
     plugins: list[str] = field(default_factory=list)   # .py files or modules imported first (your methods, probes)
+    log: list[str] = field(default_factory=list)       # loggers: tensorboard, csv, wandb (gradlab.runs.logs)
+    log_dir: str | None = None          # where they write; None: <run folder>/logs
 
     def __post_init__(self) -> None:
         """Fill the recipe fields left unset from the scenario's recipe, then the paper's."""
@@ -325,6 +328,7 @@ class RunConfig:
         if not isinstance(self.probes, (list, tuple)) or any(p not in PROBES for p in self.probes):
             raise ConfigError(f"probes must be a list drawn from {sorted(PROBES)}, got {short(self.probes)}")
         check_choice("probe_every", self.probe_every, PROBE_EVERY)
+        self._validate_log()
         self._validate_split()
         return self
 
@@ -350,6 +354,18 @@ class RunConfig:
             if not isinstance(self.lr_milestones, (list, tuple)) or not all(
                     isinstance(m, int) and 1 <= m <= self.epochs for m in self.lr_milestones):
                 raise ConfigError(f"lr_milestones must be a list of epochs in [1, {self.epochs}], got {short(self.lr_milestones)}")
+
+    def _validate_log(self) -> None:
+        if isinstance(self.log, str):                     # "tensorboard,csv" as the CLI and YAML may write it
+            self.log = [name for name in self.log.split(",") if name]
+        if not isinstance(self.log, (list, tuple)) or any(name not in LOGGERS for name in self.log):
+            raise ConfigError(f"log must be a list drawn from {list(LOGGERS)}, got {short(self.log)}")
+        self.log = list(dict.fromkeys(self.log))
+        if self.log_dir is not None and not (isinstance(self.log_dir, str) and self.log_dir.strip()):
+            raise ConfigError(f"log_dir must be a folder path (a non-empty string) or unset, got {short(self.log_dir)}")
+        if self.log_dir is not None and not self.log:
+            raise ConfigError("log_dir is set but log is empty: nothing would be written there; add loggers "
+                              f"(log: {list(LOGGERS)}) or drop log_dir")
 
     def _validate_method_args(self) -> None:
         """The method's name and its arguments' shape (the method itself checks their values when it is built)."""

@@ -86,6 +86,8 @@ def test_printed_command_runs_as_printed(page, line, monkeypatch):
             assert (ROOT / args[0]).is_file(), f"{page}: names a missing script: {line}"
     elif program == ".venv/bin/lint-imports":
         assert (ROOT / program).is_file() and "lint-imports" in (ROOT / "Makefile").read_text(), line
+    elif program == ".venv/bin/tensorboard":
+        assert (ROOT / program).is_file() and args[0] == "--logdir", line
     elif program == ".venv/bin/jupyter":
         assert args[0] == "lab" and all((ROOT / a).exists() for a in args[1:]), line
     else:

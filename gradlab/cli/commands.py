@@ -34,6 +34,7 @@ from gradlab.errors import (
     SettingWarning,
     WriteError,
 )
+from gradlab.experiments.bundled import resolve
 from gradlab.experiments.compare import compare, expand_methods
 from gradlab.experiments.paper_figures import make_figures
 from gradlab.experiments.paper_tables import make_tables
@@ -42,6 +43,7 @@ from gradlab.files import atomic_write, write_error
 from gradlab.methods import list_methods, method_options
 from gradlab.plugins import load_plugins
 from gradlab.runs.estimate import LONG_S, confirm_start
+from gradlab.runs.logs import run_log_dir
 from gradlab.runs.runner import run
 from gradlab.scenario import Scenario, list_scenarios
 
@@ -51,7 +53,9 @@ def _run_config(ns: argparse.Namespace, not_settings: tuple) -> RunConfig:
     values = {k: v for k, v in vars(ns).items() if k not in ("command", "config", *not_settings)}
     if "method_args" in values:
         values["method_args"] = parse_method_args(values["method_args"], "--method-arg")
-    return RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
+    if not ns.config:
+        return RunConfig.from_dict(values, source="flags")
+    return RunConfig.from_yaml(resolve(ns.config, "configs"), values)   # configs/NAME.yaml: bundled if not here
 
 
 def command_data(ns: argparse.Namespace) -> int:
@@ -100,6 +104,10 @@ def command_run(ns: argparse.Namespace) -> int:
     python = _here(Path(sys.executable))
     print(f"record: {record.path}  (read it: {python} -c \"import gradlab; r = gradlab.load_run('{record.path}'); "
           "print(r.accuracy_matrix())\")")
+    if cfg.log:
+        print(f"logs ({', '.join(cfg.log)}): {run_log_dir(cfg, record.path)}"
+              + (f"  (view: {_here(Path(sys.executable).parent / 'tensorboard')} --logdir "
+                 f"{run_log_dir(cfg, record.path)})" if "tensorboard" in cfg.log else ""))
     other = "finetune" if cfg.method == "dgr" else "dgr"
     print(f"next: the same flags with `{_here(Path(sys.executable).parent / 'gradlab')} compare --methods "
           f"{other},{cfg.method}` to compare methods, or `{_here(Path(sys.executable).parent / 'jupyter')} lab "
@@ -156,7 +164,8 @@ def command_compare(ns: argparse.Namespace) -> int:
             "workers", "yes")
     _check_workers(ns.workers)
     values = {k: v for k, v in vars(ns).items() if k not in skip}
-    settings = RunConfig.from_yaml(ns.config, values) if ns.config else RunConfig.from_dict(values, source="flags")
+    settings = (RunConfig.from_yaml(resolve(ns.config, "configs"), values) if ns.config
+                else RunConfig.from_dict(values, source="flags"))
     settings = {k: v for k, v in settings.to_dict().items() if k not in ("method", "method_args", "out", "progress")}
     per_method: dict[str, list[str]] = {}
     for item in ns.method_args:
@@ -174,6 +183,10 @@ def command_compare(ns: argparse.Namespace) -> int:
                     confirm=_confirm(ns.yes, long_protocol="paper" in settings["presets"]), **settings)
     print((Path(ns.out) / "comparison.md").read_text())
     print(f"written: {ns.out}/comparison.csv, comparison.md, accuracy_curves.png/.pdf/.csv ({len(table)} methods)")
+    if settings["log"]:
+        root = settings["log_dir"] or Path(ns.out) / "logs"
+        print(f"logs ({', '.join(settings['log'])}): {root}/<method>/seed_<k>"
+              + (f"  (side by side: tensorboard --logdir {root})" if "tensorboard" in settings["log"] else ""))
     return 0
 
 
@@ -183,9 +196,9 @@ def command_sweep(ns: argparse.Namespace) -> int:
     _check_workers(ns.workers)
     log = (lambda line: None) if ns.quiet else None
     out = Path(ns.out) if ns.out else default_sweep_out(ns.file)
-    table = run_sweep(ns.file, out, backend=ns.backend, address=ns.address, cpus_per_run=ns.cpus_per_run,
-                      gpus_per_run=ns.gpus_per_run, workers=ns.workers, log=log, confirm=_confirm(ns.yes),
-                      plugins=ns.plugins)
+    table = run_sweep(resolve(ns.file, "sweeps"), out, backend=ns.backend, address=ns.address,
+                      cpus_per_run=ns.cpus_per_run, gpus_per_run=ns.gpus_per_run, workers=ns.workers, log=log,
+                      confirm=_confirm(ns.yes), plugins=ns.plugins)
     print((out / "sweep.md").read_text())
     failed = int((table.status != "complete").sum())
     print(f"written: {out}/sweep.csv, {out}/sweep.md ({len(table)} runs, {failed} did not finish)")

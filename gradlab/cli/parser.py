@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from gradlab import __version__
 from gradlab.config import PRESETS, QUICK_START, scenario_recipes
 
 
@@ -83,6 +84,10 @@ RUN_FLAGS = {
     "--checkpoint-every": ("checkpoint_every", int, "also checkpoint inside a phase every K epochs (0: only after phases)"),
     "--probes": ("probes", lambda t: [p for p in t.split(",") if p], "comma list: gradients,weights,accuracy ('' = none)"),
     "--probe-every": ("probe_every", str, "gradient probe granularity: epoch | step"),
+    "--log": ("log", lambda t: [p for p in t.split(",") if p], "loggers, comma list: tensorboard,csv,wandb (W&B "
+              "offline unless you are logged in); they write into --log-dir"),
+    "--log-dir": ("log_dir", str, "where the loggers write (default <run folder>/logs; compare and sweep: "
+                  "<out>/logs/<method>/seed_<k>)"),
 }
 
 
@@ -125,6 +130,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradlab", description="Imbalanced class-incremental learning you can see.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_figures(sub)

@@ -24,6 +24,7 @@ from gradlab.files import write_text
 from gradlab.methods import METHODS, build_method, list_methods
 from gradlab.plots import curves as F
 from gradlab.runs.executor import run_many
+from gradlab.runs.logs import grouped_log_dirs
 
 COLUMNS = {
     "average_incremental_accuracy": "avg. inc. acc. (weighted)",
@@ -121,6 +122,7 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     runs = {(name, seed): RunConfig.from_dict({**cfg.to_dict(), "seed": seed})
             for name, cfg in configs.items() for seed in seeds}
+    runs = grouped_log_dirs(runs, Path(out) / "logs")          # runs that log: one TensorBoard folder
     check_folder("out", out)
     check_folder("cache_dir", cache_dir)
     if workers is not None:

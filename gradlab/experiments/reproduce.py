@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from gradlab.config import RunConfig
+from gradlab.experiments.bundled import bundled_folder
 
 HEADER_KEYS = ("command", "gpu_time", "reported")
 TABLE_BEGIN, TABLE_END = "<!-- configs:begin -->", "<!-- configs:end -->"
@@ -37,8 +38,10 @@ def read_config_file(path: Path) -> dict:
     return row
 
 
-def config_rows(folder: str | Path = "configs") -> list[dict]:
-    return [read_config_file(path) for path in sorted(Path(folder).glob("*.yaml"))]
+def config_rows(folder: str | Path | None = None) -> list[dict]:
+    """Every config of ``folder`` (default: the bundled ``configs/``, see :mod:`gradlab.experiments.bundled`)."""
+    folder = bundled_folder("configs") if folder is None else folder
+    return [read_config_file(path) for path in sorted(Path(folder).glob("*.yaml"))] if folder else []
 
 
 def reproduce_table(rows: list[dict]) -> str:

@@ -29,6 +29,7 @@ from gradlab.config import RunConfig
 from gradlab.errors import ConfigError
 from gradlab.files import atomic_write, write_text
 from gradlab.runs.executor import run_key, run_many
+from gradlab.runs.logs import grouped_log_dirs
 from gradlab.runs.records import RunRecord
 
 SWEEP_KEYS = ("base", "grid", "list")
@@ -110,6 +111,7 @@ def run_sweep(path, out=None, backend: str = "ray", address: str | None = None, 
         f"sweep {path}: {len(configs)} runs on {first.scenario} (swept: {', '.join(swept) or 'nothing'}); the first "
         f"run's recipe: {first.recipe_text()}")
     out.mkdir(parents=True, exist_ok=True)
+    configs = grouped_log_dirs(configs, out / "logs")          # runs that log: one TensorBoard folder
     errors: dict[str, str] = {}
     records = run_many(configs, out / "runs", workers=workers, threads=cpus_per_run, log=log, backend=backend,
                        address=address, gpus_per_run=gpus_per_run, errors=errors, confirm=confirm)

@@ -10,13 +10,14 @@ commas or spaces (``distillation=kd, eta=0``), each value read as YAML like the 
 (:func:`parse_method_args`). The Run button trains with :func:`gradlab.run` in the kernel; a
 trainer callback (:class:`ProgressCallback`) moves a progress bar over phases x epochs and writes the
 status line. Settings errors (``ConfigError``, missing data, a bad method argument) land in the status
-line as one line naming the field, never as a traceback. When the run ends, the outputs under the widget
-show a summary of the run and three figures (from :mod:`gradlab.plots.interactive`, titled with the run's
-method): the accuracy after every phase (every run of this session, to compare), the per-class gradient
-magnitudes on the method's classification loss (the paper's Figure 2 quantity) and the classifier weight
-norms of the latest run. They are regular cell outputs, not widget state: each is one output holding the
-plotly figure and a PNG of it, redrawn in place through display handles, so JupyterLab saves the last
-result with the notebook and shows it again after a reload (static viewers show the PNG).
+line as one line naming the field, never as a traceback. After every phase of the run (a
+:class:`~gradlab.notebook.live.LiveView` follows it) and when it ends, the outputs under the widget show a
+summary of the run and three figures (from :mod:`gradlab.plots.interactive`, titled with the run's method):
+the accuracy after every phase (every run of this session, to compare), the per-class gradient magnitudes on
+the method's classification loss (the paper's Figure 2 quantity) and the classifier weight norms of the latest
+run. They are regular cell outputs, not widget state: each is one output holding the plotly figure and a PNG
+of it, redrawn in place through display handles, so JupyterLab saves the last result with the notebook and
+shows it again after a reload (static viewers show the PNG).
 
 Keyword arguments of :func:`explorer` that name a control set its starting value (``method_args`` as
 a dict or as the field's text); any other ``RunConfig`` field (``batch_size=16``, ``model="small"``,
@@ -39,6 +40,7 @@ from gradlab.data.profiles import ORDERS
 from gradlab.errors import ConfigError
 from gradlab.experiments.paper_figures import QUICK_MAX_PER_CLASS
 from gradlab.methods import build_method, list_methods, method_options
+from gradlab.notebook.live import LiveView
 from gradlab.plots import interactive
 from gradlab.plots.static import figure_bundle, to_matplotlib
 from gradlab.plugins import load_plugins
@@ -245,7 +247,8 @@ class Explorer(W.VBox):
             cfg = self.config()
             self.status.value = "<b>preparing</b> (data, model) ..."
             callback = ProgressCallback(self.progress, self.status)
-            record = runner.run(cfg, callbacks=[callback], overwrite=True)
+            live = LiveView(on_phase=self._follow, show=False)       # the panels follow the run phase by phase
+            record = runner.run(cfg, callbacks=[callback, live], overwrite=True)
         except Exception as err:  # noqa: BLE001  (shown in the status line, not raised)
             self.error = " ".join(f"{type(err).__name__}: {err}".split())   # one line
             self.progress.bar_style = "danger"
@@ -268,6 +271,13 @@ class Explorer(W.VBox):
                              f"record: <code>{_escape(str(record.path))}</code>")
         self.update_panels()
         return record
+
+    def _follow(self, snapshot) -> None:
+        """After every phase of the run in progress: its snapshot joins the panels, which are redrawn."""
+        self.records.pop(run_label(snapshot.config), None)
+        self.records[run_label(snapshot.config)] = snapshot
+        self.record = snapshot
+        self.update_panels()
 
     def _method(self) -> str:
         cfg = self.record.config
@@ -308,6 +318,11 @@ class Explorer(W.VBox):
         if self.record is None:
             return WAITING
         s = self.record.summary
+        if "average_incremental_accuracy" not in s:          # a run in progress (a snapshot after a phase)
+            phases = self.record.metrics.phase.max() + 1
+            acc = tables.accuracy_curves({"run": self.record}).acc_all_seen.iloc[-1]
+            return (f"**Running:** {_escape(run_label(self.record.config))} · {phases} of "
+                    f"{self.record.config.tasks} phases done · accuracy on the classes seen {acc:.1%}")
         return (f"**Last run:** {_escape(run_label(self.record.config))} · done in {s.get('wall_time_s', 0):.1f} s "
                 f"on {s.get('device', '?')} · average incremental accuracy {s['average_incremental_accuracy']:.1%} · "
                 f"final {s['final_accuracy']:.1%} · forgetting {_pct(s.get('average_forgetting'))} · "

@@ -24,6 +24,15 @@ class ProbeLog:
     def __len__(self) -> int:
         return sum(len(chunk[4]) for chunk in self._chunks)
 
+    @property
+    def num_chunks(self) -> int:
+        """How many per-class vectors were added (a logger reads the new ones with :meth:`chunks`)."""
+        return len(self._chunks)
+
+    def chunks(self, start: int = 0) -> list[tuple[int, int, int, str, np.ndarray]]:
+        """The vectors added from the ``start``-th on, as (phase, epoch, step, term, values)."""
+        return self._chunks[start:]
+
     def truncate(self, rows: int) -> None:
         """Keep the first ``rows`` rows (a resumed run drops what was logged after its checkpoint)."""
         kept, total = [], 0

@@ -33,7 +33,7 @@ from gradlab.plugins import plugins_fingerprint
 
 MID_PHASE = "mid_phase.pt"
 CHECKPOINT_FORMAT = 1            # 1: checkpoints carry "run" (their run's identity); 0: before, none
-NOT_COMPARED = ("out", "progress", "checkpoint_every", "plugins")   # settings that do not change a run's numbers
+NOT_COMPARED = ("out", "progress", "checkpoint_every", "plugins", "log", "log_dir")   # settings that do not change a run's numbers
 _PLAIN = (int, float, bool, str, type(None))
 # what restoring reads from a phase checkpoint, and from a mid-phase one besides
 PHASE_KEYS = ("phase", "model", "model_structure", "memory", "method", "correct", "epoch_losses", "phase_log",

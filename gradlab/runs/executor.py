@@ -32,6 +32,7 @@ from gradlab.errors import (
 from gradlab.runs import runner
 from gradlab.runs.checkpoints import NOT_COMPARED, settings_hash
 from gradlab.runs.estimate import duration, estimate_seconds
+from gradlab.runs.logs import check_loggers, replay
 from gradlab.runs.records import RunRecord
 from gradlab.runs.resume import differing_settings
 
@@ -163,6 +164,7 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
     if not isinstance(configs, dict) or not all(isinstance(c, RunConfig) for c in configs.values()):
         raise ConfigError("configs must be a mapping {name: RunConfig}")
     log = log if log is not None else (lambda line: print(line, file=sys.stderr, flush=True))
+    check_loggers({kind for cfg in configs.values() for kind in cfg.log})
     keys = {name: run_key(cfg) for name, cfg in configs.items()}
     by_key: dict[str, RunConfig] = {}
     names_of: dict[str, list[str]] = {}
@@ -206,6 +208,9 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
     for key, message in failed.items():
         for name in names_of[key]:
             errors[name] = message
+    for name, cfg in configs.items():          # runs that did not log while training (cached): from their record
+        if cfg.log and keys[name] in done:
+            replay(done[keys[name]], cfg)
     return {name: done[keys[name]] for name in configs if keys[name] in done}
 
 

@@ -32,6 +32,7 @@ from gradlab.methods import build_method
 from gradlab.models.factory import build_backbone, default_backbone
 from gradlab.probes import ProbeLog, build_probes
 from gradlab.runs.folder import RunFolder, refuse_if_in_use, refuse_if_taken
+from gradlab.runs.logs import RunLogger, build_loggers, check_loggers, run_log_dir
 from gradlab.runs.records import RecordWriter, RunRecord
 from gradlab.runs.resume import ResumePlan, plan_resume
 from gradlab.scenario import Scenario
@@ -171,6 +172,9 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     if plan is None or not plan.in_place:
         check_out_dir(out, overwrite)
     check_source(cfg.scenario, cfg.data_root, cfg.download)
+    check_loggers(cfg.log)
+    if cfg.log_dir and Path(cfg.log_dir).exists() and not Path(cfg.log_dir).is_dir():
+        raise ConfigError(f"log_dir: {cfg.log_dir!r} exists and is not a folder")
     method = build_method(cfg.method, cfg, **cfg.method_args)
     try:
         scenario = Scenario.from_config(cfg)
@@ -212,8 +216,13 @@ def train_in_folder(ctx: Context, method, callbacks: list, folder: RunFolder, pl
     writer = record_writer(ctx, folder, plan)
     probes = build_probes(cfg.probes, writer.probe_log, every=cfg.probe_every)
     timer = _WallClock(writer, time.perf_counter())
+    loggers = build_loggers(cfg, run_log_dir(cfg, folder.train_dir), writer.probe_log, writer.extra_summary)
+    for logger in (c for c in callbacks if isinstance(c, RunLogger)):   # yours (e.g. the live view): after the
+        logger.attach(writer.probe_log, writer.extra_summary)           # probes, so they see this epoch's rows
+        loggers.append(logger)
+    callbacks = [c for c in callbacks if not isinstance(c, RunLogger)]
     try:
-        trainer = Trainer(ctx, method, callbacks=[*callbacks, *probes, DivergenceGuard(), timer, writer])
+        trainer = Trainer(ctx, method, callbacks=[*callbacks, *probes, DivergenceGuard(), timer, writer, *loggers])
         writer.trainer = trainer
         trainer.fit(resume=plan.hook(writer) if plan is not None else None)
     except RunDiverged as err:
@@ -244,6 +253,9 @@ def train_in_folder(ctx: Context, method, callbacks: list, folder: RunFolder, pl
     except BaseException:
         folder.abandon()
         raise
+    finally:
+        for logger in loggers:               # a failed run's logs are flushed and closed too (and say so)
+            logger.close(failed=not logger.closed)
     try:
         folder.commit()
     except BaseException:
