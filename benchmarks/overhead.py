@@ -12,6 +12,7 @@ all of them alike; a second, identical probes-off trainer shows the noise floor 
 
     .venv/bin/python benchmarks/overhead.py                  # ResNet-32 on synthetic CIFAR-sized data
     .venv/bin/python benchmarks/overhead.py --model small --rounds 5
+    .venv/bin/python benchmarks/overhead.py --whole-runs 3    # + whole Fashion-MNIST-LT runs with / without loggers
 """
 from __future__ import annotations
 
@@ -89,6 +90,47 @@ def timed_epoch(trainer: Trainer, epoch: int) -> tuple[float, int]:
     return time.perf_counter() - start, trainer.ctx.step - start_step
 
 
+def whole_runs(rounds: int) -> None:
+    """Whole ``make figures``-protocol DGR runs (Fashion-MNIST-LT, 1 000 per head class) without loggers, with
+    TensorBoard + CSV and with all three, interleaved: the loggers' per-run costs (imports, W&B's service start,
+    the per-phase writes) on top of the per-epoch ones."""
+    import gradlab
+    from gradlab.runs.logs import LOGGERS, RunLogger
+
+    inside = {"seconds": 0.0}
+
+    def timed(handler):
+        def wrapper(self, ctx):
+            start = time.perf_counter()
+            handler(self, ctx)
+            inside["seconds"] += time.perf_counter() - start
+        return wrapper
+
+    for cls in {RunLogger, *LOGGERS.values()}:      # every logger event, timed from inside (the same code runs)
+        for event in ("before_run", "before_epoch", "after_step", "after_epoch", "after_eval", "after_run"):
+            if event in vars(cls):
+                setattr(cls, event, timed(vars(cls)[event]))
+    settings = dict(scenario="fashion_mnist", method="dgr", max_per_class=1000, progress=False, checkpoints=False)
+    kinds = {"no loggers": [], "tensorboard + csv": ["tensorboard", "csv"], "tensorboard + csv + wandb":
+             ["tensorboard", "csv", "wandb"]}
+    times: dict[str, list[float]] = {name: [] for name in kinds}
+    spent: dict[str, list[float]] = {}
+    names = list(kinds)
+    with tempfile.TemporaryDirectory() as folder:
+        for round_ in range(rounds):
+            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                inside["seconds"], start = 0.0, time.perf_counter()
+                gradlab.run(**settings, out=f"{folder}/{round_}-{names.index(name)}", log=kinds[name])
+                times[name].append(time.perf_counter() - start)
+                spent.setdefault(name, []).append(inside["seconds"])
+    base = statistics.median(times["no loggers"])
+    for name, values in times.items():
+        share = sum(spent[name]) / (sum(values) - sum(spent[name]))
+        print(f"[whole runs] {name:26s} median {statistics.median(values):6.2f} s  (ratio {statistics.median(values) / base:.3f}"
+              f"; inside logger events {sum(spent[name]) / len(values):.2f} s per run -> in-situ ratio {1 + share:.4f})"
+              f"   all: {', '.join(f'{v:.1f}' for v in values)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet32", choices=["resnet32", "small"])
@@ -96,6 +138,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--whole-runs", type=int, default=0, help="also time N rounds of whole runs with / without "
+                                                                  "loggers (needs Fashion-MNIST: make data)")
     args = parser.parse_args()
 
     base = dict(scenario="synthetic", order="lt", imbalance=100, base=50, tasks=2, max_per_class=args.max_per_class,
@@ -162,6 +206,8 @@ def main() -> None:
         total = sum(times["ce, probes + loggers"])
         print(f"[in-situ] time inside logger events: {inside:.3f} s of {total:.1f} s -> "
               f"ratio loggers on / off: {total / (total - inside):.4f}   (goal <= 1.02)")
+    if args.whole_runs:
+        whole_runs(args.whole_runs)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@ record format and pandas, equals the run's record (metrics.parquet, probes.parqu
 losses the trainer computed; logging changes no number; sweeps and compare share one log folder."""
 import json
 import struct
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import gradlab
@@ -76,7 +78,9 @@ def test_tensorboard_event_files_equal_the_record(logged):
         record.summary["average_incremental_accuracy"], rel=1e-6)
     assert tags["throughput/train_images_per_s"] and min(tags["throughput/train_images_per_s"].values()) > 0
     assert len(events.Histograms("hist/grad_ce")) == TINY["tasks"] * TINY["epochs"]
-    assert "config" in events.Tags()["tensors"] or "config/text_summary" in events.Tags()["tensors"]
+    tensors = events.Tags()["tensors"]
+    assert "config/text_summary" in tensors or "config" in tensors
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(events.PluginTagToContent("hparams"))
 
 
 def test_csv_files_equal_the_record_exactly(logged):
@@ -231,3 +235,28 @@ def test_an_interrupted_run_keeps_its_logs_flushed(tmp_path):
     tags, _ = scalars(tmp_path / "run" / "logs")
     assert list(tags["phase/acc_all_seen"]) == [0]                    # phase 0 was evaluated and is there
     assert list(pd.read_csv(tmp_path / "run" / "logs" / "csv" / "phases.csv").phase.unique()) == [0]
+
+
+def test_steps_with_different_loss_terms_are_logged_apart():
+    class Collect(logs.RunLogger):
+        def __init__(self):
+            super().__init__()
+            self.got = []
+
+        def losses(self, phase, epoch, steps, values):
+            self.got.append((steps.tolist(), {t: v.tolist() for t, v in values.items()}))
+
+    logger = Collect()
+    batch = SimpleNamespace(y=torch.zeros(4))
+    for step, losses in enumerate(({"ce": 1.0}, {"ce": 2.0, "kd": 0.5}, {"ce": 3.0})):
+        tensors = {k: torch.tensor(v) for k, v in losses.items()}
+        logger.after_step(SimpleNamespace(losses=tensors, loss=sum(tensors.values()), batch=batch, phase=1, step=step))
+    logger._flush_losses(SimpleNamespace(phase=1, epoch=0))
+    assert logger.got == [([0, 2], {"ce": [1.0, 3.0], "total": [1.0, 3.0]}),
+                          ([1], {"ce": [2.0], "kd": [0.5], "total": [2.5]})]
+
+
+def test_the_config_knows_every_logger():
+    from gradlab.config import LOGGERS
+
+    assert tuple(logs.LOGGERS) == LOGGERS

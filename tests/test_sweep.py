@@ -100,7 +100,7 @@ def test_ray_sweep_killed_halfway_reruns_only_what_did_not_finish(tmp_path):
 
 
 def test_a_failed_run_is_recorded_and_the_others_finish(tmp_path):
-    (tmp_path / "sweep.yaml").write_text("base: {scenario: digits, tasks: 2, epochs: 2, probes: []}\n"
+    (tmp_path / "sweep.yaml").write_text("base: {scenario: digits, tasks: 2, epochs: 2, probes: [], log: [csv]}\n"
                                          "list: [{lr: 0.1}, {lr: 1.0e+30}]\n")
     process = _sweep(tmp_path, "--backend", "local", "--workers", "1")
     stdout, stderr = process.communicate(timeout=600)
@@ -109,6 +109,10 @@ def test_a_failed_run_is_recorded_and_the_others_finish(tmp_path):
     assert table.set_index("lr").status.to_dict() == {0.1: "complete", 1e30: "diverged"}
     assert "diverged in phase" in table.set_index("lr").error[1e30]
     assert "Runs that did not finish" in (tmp_path / "out" / "sweep.md").read_text()
+    logs = tmp_path / "out" / "logs" / "finetune"          # one log folder, the runs told apart by what differs
+    assert sorted(p.name for p in logs.iterdir()) == ["lr_0.1", "lr_1e+30"]
+    assert list(pd.read_csv(logs / "lr_0.1" / "seed_0" / "csv" / "phases.csv").phase.unique()) == [0, 1]
+    assert (logs / "lr_1e+30" / "seed_0" / "csv" / "losses.csv").is_file()   # the diverged run's logs are kept
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -122,9 +122,9 @@ def compare(methods, out: str | Path = "runs/compare", cache_dir: str | Path = "
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     runs = {(name, seed): RunConfig.from_dict({**cfg.to_dict(), "seed": seed})
             for name, cfg in configs.items() for seed in seeds}
-    runs = grouped_log_dirs(runs, Path(out) / "logs")          # runs that log: one TensorBoard folder
     check_folder("out", out)
     check_folder("cache_dir", cache_dir)
+    runs = grouped_log_dirs(runs, Path(out) / "logs")          # runs that log: one TensorBoard folder
     if workers is not None:
         check_int("workers", workers, 1, 4096)
     out = Path(out)

@@ -32,7 +32,7 @@ from gradlab.methods import build_method
 from gradlab.models.factory import build_backbone, default_backbone
 from gradlab.probes import ProbeLog, build_probes
 from gradlab.runs.folder import RunFolder, refuse_if_in_use, refuse_if_taken
-from gradlab.runs.logs import RunLogger, build_loggers, check_loggers, run_log_dir
+from gradlab.runs.logs import RunLogger, SharedSignals, build_loggers, check_loggers, run_log_dir
 from gradlab.runs.records import RecordWriter, RunRecord
 from gradlab.runs.resume import ResumePlan, plan_resume
 from gradlab.scenario import Scenario
@@ -216,9 +216,10 @@ def train_in_folder(ctx: Context, method, callbacks: list, folder: RunFolder, pl
     writer = record_writer(ctx, folder, plan)
     probes = build_probes(cfg.probes, writer.probe_log, every=cfg.probe_every)
     timer = _WallClock(writer, time.perf_counter())
-    loggers = build_loggers(cfg, run_log_dir(cfg, folder.train_dir), writer.probe_log, writer.extra_summary)
+    shared = SharedSignals()
+    loggers = build_loggers(cfg, run_log_dir(cfg, folder.train_dir), writer.probe_log, writer.extra_summary, shared)
     for logger in (c for c in callbacks if isinstance(c, RunLogger)):   # yours (e.g. the live view): after the
-        logger.attach(writer.probe_log, writer.extra_summary)           # probes, so they see this epoch's rows
+        logger.attach(writer.probe_log, writer.extra_summary, shared)   # probes, so they see this epoch's rows
         loggers.append(logger)
     callbacks = [c for c in callbacks if not isinstance(c, RunLogger)]
     try:

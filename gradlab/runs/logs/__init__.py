@@ -18,7 +18,7 @@ from pathlib import Path
 from gradlab.config import LOGGERS as LOGGER_NAMES
 from gradlab.errors import ConfigError
 from gradlab.probes.log import ProbeLog
-from gradlab.runs.logs.base import SUMMARY_KEYS, RunLogger, RunSnapshot, phase_signals
+from gradlab.runs.logs.base import SUMMARY_KEYS, RunLogger, RunSnapshot, SharedSignals, phase_signals
 from gradlab.runs.logs.csv_files import CsvLogger
 from gradlab.runs.logs.tensorboard import TensorBoardLogger
 from gradlab.runs.logs.wandb_run import WandbLogger, wandb_mode
@@ -41,10 +41,13 @@ def run_log_dir(cfg, run_folder: Path) -> Path:
     return Path(cfg.log_dir) if cfg.log_dir else Path(run_folder) / "logs"
 
 
-def build_loggers(cfg, log_dir: Path, probe_log=None, extra_summary: dict | None = None) -> list[RunLogger]:
-    """The loggers ``cfg.log`` names, all writing into ``log_dir``; named ``<method>-s<seed>``, grouped by method."""
-    return [LOGGERS[kind](log_dir, name=f"{cfg.method}-s{cfg.seed}", group=cfg.method, probe_log=probe_log, extra_summary=extra_summary)
-            for kind in cfg.log]
+def build_loggers(cfg, log_dir: Path, probe_log=None, extra_summary: dict | None = None,
+                  shared: SharedSignals | None = None) -> list[RunLogger]:
+    """The loggers ``cfg.log`` names, all writing into ``log_dir``; named ``<method>-s<seed>``, grouped by method,
+    sharing one :class:`SharedSignals`."""
+    shared = shared if shared is not None else SharedSignals()
+    return [LOGGERS[kind](log_dir, name=f"{cfg.method}-s{cfg.seed}", group=cfg.method, probe_log=probe_log,
+                          extra_summary=extra_summary, shared=shared) for kind in cfg.log]
 
 
 def grouped_log_dirs(configs: dict, root) -> dict:
@@ -109,5 +112,5 @@ def replay(record, cfg=None) -> list[str]:
     return list(cfg.log)
 
 
-__all__ = ["LOGGERS", "LOGGER_NAMES", "CsvLogger", "RunLogger", "RunSnapshot", "TensorBoardLogger", "WandbLogger",
+__all__ = ["LOGGERS", "LOGGER_NAMES", "CsvLogger", "RunLogger", "RunSnapshot", "SharedSignals", "TensorBoardLogger", "WandbLogger",
            "build_loggers", "check_loggers", "grouped_log_dirs", "has_logs", "replay", "run_log_dir", "wandb_mode"]

@@ -57,6 +57,33 @@ def phase_signals(metrics: pd.DataFrame, phase: int, num_seen: int) -> tuple[dic
     return scalars, per_class
 
 
+def _step_losses(ctx) -> tuple[tuple, torch.Tensor]:
+    """A step's loss term names and their values (and the total) as one device vector: no host read."""
+    terms = tuple(ctx.losses)
+    values = [ctx.losses[t].detach().float().reshape(()) for t in terms] + [ctx.loss.detach().float().reshape(())]
+    return terms, torch.stack(values)
+
+
+def _phase_metrics(ctx) -> tuple:
+    """The metrics table after this phase (as ``metrics.parquet`` holds it) and its ``phase_metrics`` signal."""
+    s = ctx.scenario
+    frame = metrics_table(ctx.correct, s.test_counts, s.class_task, s.train_counts, ctx.phase + 1)
+    return (frame, *phase_signals(frame, ctx.phase, ctx.num_seen))
+
+
+class SharedSignals:
+    """What every logger of one run reads at the same event (a step's losses, a phase's metrics): made by the
+    first logger that asks, reused by the others, so three loggers cost one computation."""
+
+    def __init__(self):
+        self._key, self._value = {}, {}
+
+    def get(self, kind: str, key, make):
+        if self._key.get(kind) != key:
+            self._key[kind], self._value[kind] = key, make()
+        return self._value[kind]
+
+
 @dataclass
 class RunSnapshot:
     """What a run has recorded so far, shaped like a :class:`~gradlab.runs.records.RunRecord` (``path``,
@@ -73,14 +100,16 @@ class RunSnapshot:
 class RunLogger(Callback):
     """Base class of the loggers (``gradlab.runs.logs``): subclasses override the signal methods below.
 
-    ``log_dir``: the folder to write (None: the logger writes no files, e.g. the live view); ``name``: the run's name, ``group``: its group (the method), ``probe_log``:
-    the run's :class:`~gradlab.probes.log.ProbeLog` (read, never written), ``extra_summary``: the record writer's
-    summary extras (wall time, throughput), read at the end of the run."""
+    ``log_dir``: the folder to write (None: the logger writes no files, e.g. the live view); ``name``: the run's
+    name, ``group``: its group (the method); ``probe_log``: the run's :class:`~gradlab.probes.log.ProbeLog`
+    (read, never written); ``extra_summary``: the record writer's summary extras (wall time, throughput), read
+    at the end of the run."""
 
     def __init__(self, log_dir=None, name: str = "run", group: str = "", probe_log=None,
-                 extra_summary: dict | None = None):
+                 extra_summary: dict | None = None, shared: SharedSignals | None = None):
         self.log_dir, self.name, self.group = Path(log_dir) if log_dir is not None else None, name, group
         self.probe_log, self.extra_summary = probe_log, extra_summary if extra_summary is not None else {}
+        self.shared = shared if shared is not None else SharedSignals()
         self.global_step, self.closed, self.ctx = 0, False, None
         self._pending: list[tuple[int, tuple, torch.Tensor]] = []
         self._probe_chunks = 0
@@ -110,10 +139,11 @@ class RunLogger(Callback):
         """Flush and close (also after a failed or interrupted run, with ``failed=True``)."""
         self.closed = True
 
-    def attach(self, probe_log, extra_summary: dict) -> None:
-        """What :func:`gradlab.run` hands a logger passed in ``callbacks``: the run's probe log and summary extras
-        (such loggers are called after the probes and the record writer, like the ``log`` ones)."""
+    def attach(self, probe_log, extra_summary: dict, shared: SharedSignals | None = None) -> None:
+        """What :func:`gradlab.run` hands a logger passed in ``callbacks``: the run's probe log, summary extras and
+        shared signals (such loggers are called after the probes and the record writer, like the ``log`` ones)."""
         self.probe_log, self.extra_summary = probe_log, extra_summary
+        self.shared = shared if shared is not None else self.shared
 
     # ------------------------------------------------------------------ events
     def before_run(self, ctx) -> None:
@@ -127,9 +157,8 @@ class RunLogger(Callback):
         self._epoch_start, self._images = time.perf_counter(), 0
 
     def after_step(self, ctx) -> None:
-        terms = tuple(ctx.losses)
-        values = [ctx.losses[t].detach().float().reshape(()) for t in terms] + [ctx.loss.detach().float().reshape(())]
-        self._pending.append((self.global_step, terms, torch.stack(values)))
+        terms, values = self.shared.get("step", (ctx.phase, ctx.step), lambda: _step_losses(ctx))
+        self._pending.append((self.global_step, terms, values))
         self.global_step += 1
         self._images += len(ctx.batch.y)
 
@@ -140,9 +169,7 @@ class RunLogger(Callback):
 
     def after_eval(self, ctx) -> None:
         self._flush_probes()
-        s = ctx.scenario
-        frame = metrics_table(ctx.correct, s.test_counts, s.class_task, s.train_counts, ctx.phase + 1)
-        scalars, per_class = phase_signals(frame, ctx.phase, ctx.num_seen)
+        frame, scalars, per_class = self.shared.get("eval", ctx.phase, lambda: _phase_metrics(ctx))
         self._metrics = frame
         self.phase_metrics(ctx.phase, scalars, per_class)
 
@@ -153,17 +180,26 @@ class RunLogger(Callback):
         self.close()
 
     # ------------------------------------------------------------------ helpers
+    def histogram_due(self, epoch: int) -> bool:
+        """Whether a probe histogram is written for ``epoch``: about ten per phase (every epoch up to 10 epochs,
+        then every ``ceil(epochs / 10)``-th and the last), and the phase-end rows (``epoch = -1``)."""
+        epochs = self.ctx.cfg.epochs if self.ctx is not None else 1
+        every = -(-epochs // 10)
+        return epoch < 0 or epoch >= epochs or (epoch + 1) % every == 0 or epoch + 1 == epochs
+
     def _flush_losses(self, ctx) -> None:
         """The epoch's buffered loss terms, read from the device in one go, grouped by their term names."""
         pending, self._pending = self._pending, []
         if not pending:
             return
-        values = torch.stack([v for _, _, v in pending]).cpu().numpy().astype(np.float64)  # one host read
+        flat = torch.cat([v for _, _, v in pending]).cpu().numpy().astype(np.float64)   # one host read
+        rows = np.split(flat, np.cumsum([len(v) for _, _, v in pending])[:-1])           # a step's terms may differ
         steps = np.array([s for s, _, _ in pending])
         names = [(*terms, "total") for _, terms, _ in pending]
         for signature in dict.fromkeys(names):
-            rows = np.array([n == signature for n in names])
-            self.losses(ctx.phase, ctx.epoch, steps[rows], {t: values[rows, i] for i, t in enumerate(signature)})
+            mine = [i for i, n in enumerate(names) if n == signature]
+            values = np.stack([rows[i] for i in mine])
+            self.losses(ctx.phase, ctx.epoch, steps[mine], {t: values[:, k] for k, t in enumerate(signature)})
 
     def _flush_probes(self) -> None:
         if self.probe_log is None:

@@ -64,7 +64,8 @@ class WandbLogger(RunLogger):
     def probe_rows(self, chunks, step) -> None:
         last = {}
         for phase, epoch, _, term, values in chunks:
-            last[(term, epoch)] = values
+            if self.histogram_due(epoch):
+                last[(term, epoch)] = values
             self._last[term] = (phase, values)
         hists = {f"hist/{term}": self.wandb.Histogram(values) for (term, _), values in last.items() if len(values)}
         if hists:
