@@ -147,7 +147,8 @@ class Lab:
 
 
 OUTPUTS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output"
-FIGURES = f"{OUTPUTS}.jp-RenderedPlotly"
+ALL_FIGURES = f"{OUTPUTS}.jp-RenderedPlotly"
+FIGURES = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell:has(.gradlab-explorer) .jp-OutputArea-output.jp-RenderedPlotly"
 
 
 def figure_titles(page, count: int) -> list[str]:
@@ -255,6 +256,7 @@ def test_explorer_in_jupyterlab(tmp_path):
                 assert "error" not in status.lower()
                 plots = page.locator(FIGURES)
                 assert plots.count() == 3, f"expected 3 figures under the explorer, found {plots.count()}"
+                assert page.locator(ALL_FIGURES).count() == 5, "gradlab.run(live=True)'s two panels, below the explorer"
                 assert page.locator(".gradlab-explorer .jp-RenderedPlotly").count() == 0, "figures in widget state"
                 first = plots.first.locator("img.plot-img").get_attribute("src")
                 assert first.startswith("data:image/png;base64,"), "the output's PNG is shown until the pointer enters"
