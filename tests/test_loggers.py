@@ -260,3 +260,20 @@ def test_the_config_knows_every_logger():
     from gradlab.config import LOGGERS
 
     assert tuple(logs.LOGGERS) == LOGGERS
+
+
+def test_a_resumed_run_adds_to_its_logs(tmp_path):
+    class StopInPhaseTwo:
+        def before_task(self, ctx):
+            if ctx.phase == 2:
+                raise KeyboardInterrupt
+
+    settings = {**TINY, "checkpoints": True, "out": str(tmp_path / "run"), "log": ["tensorboard", "csv"]}
+    with pytest.raises(RunInterrupted):
+        gradlab.run(**settings, callbacks=[StopInPhaseTwo()])
+    record = gradlab.run(**settings, resume=True)
+    phases = pd.read_csv(tmp_path / "run" / "logs" / "csv" / "phases.csv")
+    truth = metric(record, "acc_all_seen")
+    assert list(phases[phases.metric == "acc_all_seen"].value) == list(truth.to_numpy())    # phases 0, 1 and 2
+    tags, _ = scalars(tmp_path / "run" / "logs")
+    assert sorted(tags["phase/acc_all_seen"]) == [0, 1, 2]

@@ -217,7 +217,8 @@ def train_in_folder(ctx: Context, method, callbacks: list, folder: RunFolder, pl
     probes = build_probes(cfg.probes, writer.probe_log, every=cfg.probe_every)
     timer = _WallClock(writer, time.perf_counter())
     shared = SharedSignals()
-    loggers = build_loggers(cfg, run_log_dir(cfg, folder.train_dir), writer.probe_log, writer.extra_summary, shared)
+    loggers = build_loggers(cfg, run_log_dir(cfg, folder.train_dir), writer.probe_log, writer.extra_summary, shared,
+                            resumed=plan is not None and plan.in_place)      # a resumed run adds to its logs
     for logger in (c for c in callbacks if isinstance(c, RunLogger)):   # yours (e.g. the live view): after the
         logger.attach(writer.probe_log, writer.extra_summary, shared)   # probes, so they see this epoch's rows
         loggers.append(logger)

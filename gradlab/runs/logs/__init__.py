@@ -42,12 +42,16 @@ def run_log_dir(cfg, run_folder: Path) -> Path:
 
 
 def build_loggers(cfg, log_dir: Path, probe_log=None, extra_summary: dict | None = None,
-                  shared: SharedSignals | None = None) -> list[RunLogger]:
+                  shared: SharedSignals | None = None, resumed: bool = False) -> list[RunLogger]:
     """The loggers ``cfg.log`` names, all writing into ``log_dir``; named ``<method>-s<seed>``, grouped by method,
-    sharing one :class:`SharedSignals`."""
+    sharing one :class:`SharedSignals`. ``resumed``: the run goes on from a checkpoint, so its loggers add to
+    what the interrupted part wrote instead of starting the folder afresh."""
     shared = shared if shared is not None else SharedSignals()
-    return [LOGGERS[kind](log_dir, name=f"{cfg.method}-s{cfg.seed}", group=cfg.method, probe_log=probe_log,
-                          extra_summary=extra_summary, shared=shared) for kind in cfg.log]
+    loggers = [LOGGERS[kind](log_dir, name=f"{cfg.method}-s{cfg.seed}", group=cfg.method, probe_log=probe_log,
+                             extra_summary=extra_summary, shared=shared) for kind in cfg.log]
+    for logger in loggers:
+        logger.resumed = resumed
+    return loggers
 
 
 def grouped_log_dirs(configs: dict, root) -> dict:

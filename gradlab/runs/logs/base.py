@@ -111,6 +111,7 @@ class RunLogger(Callback):
         self.probe_log, self.extra_summary = probe_log, extra_summary if extra_summary is not None else {}
         self.shared = shared if shared is not None else SharedSignals()
         self.global_step, self.closed, self.ctx = 0, False, None
+        self.resumed = False            # set for a run resumed in its folder: add to the logs, keep what is there
         self._pending: list[tuple[int, tuple, torch.Tensor]] = []
         self._probe_chunks = 0
         self._images = 0

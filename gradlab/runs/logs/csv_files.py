@@ -35,10 +35,13 @@ class CsvLogger(RunLogger):
     def open(self, config: dict) -> None:
         folder = self.log_dir / "csv"
         folder.mkdir(parents=True, exist_ok=True)
-        self.files = {name: open(folder / f"{name}.csv", "w", newline="") for name in FILES}  # noqa: SIM115
+        keep = {name for name in FILES if self.resumed and (folder / f"{name}.csv").is_file()}   # resumed: add rows
+        self.files = {name: open(folder / f"{name}.csv", "a" if name in keep else "w", newline="")  # noqa: SIM115
+                      for name in FILES}
         self.writers = {name: csv.writer(handle) for name, handle in self.files.items()}
         for name, columns in FILES.items():
-            self.writers[name].writerow(columns)
+            if name not in keep:
+                self.writers[name].writerow(columns)
 
     def _rows(self, name: str, rows) -> None:
         self.writers[name].writerows(rows)

@@ -30,7 +30,7 @@ class TensorBoardLogger(RunLogger):
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
 
-        for old in self.log_dir.glob("events.out.tfevents.*"):    # a run writes its log folder afresh
+        for old in [] if self.resumed else self.log_dir.glob("events.out.tfevents.*"):   # a new run: afresh
             old.unlink()
         self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=30)
         self.writer.add_text("config", "```yaml\n" + yaml.safe_dump(config, sort_keys=False) + "```", 0)
