@@ -122,6 +122,7 @@ class RunConfig:
     precision: str = "auto"             # auto (bf16 where the chip has it natively, else fp32) | fp32 | bf16
     channels_last: bool | None = None   # NHWC layout for the convolutions; None (auto): on CPU (1.2-1.3x fp32)
     loader_workers: int = 4             # DataLoader workers for image-file sources (ImageNet, Food-101)
+    sync_bn: bool = False               # several ranks (torchrun): BatchNorm over the global batch, not each rank's
     out: str | None = None
     data_root: str = "data"
     download: bool = False
@@ -319,7 +320,7 @@ class RunConfig:
             raise ConfigError(f"out must be a folder path (a non-empty string) or unset (runs/<settings>), got {short(self.out)}")
         if not (isinstance(self.data_root, str) and self.data_root.strip()):
             raise ConfigError(f"data_root must be a path (a non-empty string), got {short(self.data_root)}")
-        for name in ("download", "checkpoints", "progress"):
+        for name in ("download", "checkpoints", "progress", "sync_bn"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {short(getattr(self, name))}")
         if self.channels_last is not None and not isinstance(self.channels_last, bool):

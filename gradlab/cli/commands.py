@@ -96,11 +96,14 @@ def command_run(ns: argparse.Namespace) -> int:
     if ns.quiet:
         cfg.progress = False
     record = run(cfg, overwrite=ns.overwrite, resume=ns.resume)
+    if os.environ.get("RANK", "0") != "0":           # torchrun: rank 0 reports the run
+        return 0
     s = record.summary
     print(f"average incremental accuracy: {_percent(s['average_incremental_accuracy'])} (class-weighted), "
           f"{_percent(s['average_incremental_accuracy_task_mean'])} (mean over tasks)")
+    ranks = f" on {s['ranks']} ranks" if s.get("ranks", 1) > 1 else ""
     print(f"final accuracy: {_percent(s['final_accuracy'])}; average forgetting: {_percent(s['average_forgetting'])}"
-          f"; {s.get('wall_time_s', 0):.0f} s")
+          f"; {s.get('wall_time_s', 0):.0f} s{ranks}")
     python = _here(Path(sys.executable))
     print(f"record: {record.path}  (read it: {python} -c \"import gradlab; r = gradlab.load_run('{record.path}'); "
           "print(r.accuracy_matrix())\")")

@@ -76,6 +76,8 @@ RUN_FLAGS = {
                          "food101, imagenet1k, image_folder; default 4)"),
     "--channels-last": ("channels_last", _bool_or_auto,
                         "NHWC layout for the convolutions: true, false or auto (the default: on for CPU runs)"),
+    "--sync-bn": ("sync_bn", _bool, "on several ranks (torchrun --nproc-per-node N -m gradlab run ...): BatchNorm over "
+                  "the global batch (true) or each rank's slice (false, the default)"),
     "--out": ("out", str, "run folder (default runs/<settings>)"),
     "--data-root": ("data_root", str, "folder holding the datasets (cifar100: DATA_ROOT/cifar-100-python; fashion_mnist: the IDX "
                    "files; image_folder: ROOT with train/<class>/ and test/<class>/; arrays: the .npz file)"),
@@ -236,6 +238,9 @@ def _add_sweep(sub) -> None:
     sweep.set_defaults(backend="ray")
     sweep.add_argument("--cpus-per-run", type=int, default=1, help="CPU cores (torch threads) per run (default 1)")
     sweep.add_argument("--gpus-per-run", type=float, default=0.0,
-                       help="GPUs per run; 0.25 packs four runs on one GPU (default 0)")
+                       help="GPUs per run, with --backend ray: a fraction below 1 shares a GPU (0.25 packs four runs "
+                            "on each; device auto uses the GPU Ray gives the run), or a whole number N (N >= 2: "
+                            "each run trains with DDP on N GPUs, N processes of --cpus-per-run threads each); "
+                            "default 0 (CPU runs)")
     _add_plugin_flag(sweep, [])
     sweep.add_argument("--quiet", action="store_true", help="no progress lines")

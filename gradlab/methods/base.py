@@ -70,6 +70,10 @@ class Method:
 
     name = "base"
     args: dict[str, Arg] = {}           # the method's declared arguments (``method_args``), see gradlab.methods.args
+    #: True when every loss term (and every extra stage's loss) is a mean over the images of the batch, plus terms
+    #: of the parameters only: then the run can train on several ranks (torchrun), whose gradients are summed
+    #: weighted by each rank's share of the batch. Otherwise the reason it cannot, said when a run refuses.
+    distributed: bool | str = False
 
     def __init__(self, cfg, **method_args):
         """Every declared argument checked (:meth:`Arg.check`) and set as an attribute of the same name."""

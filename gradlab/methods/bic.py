@@ -96,6 +96,7 @@ class BiC(Method):
     """BiC (Wu et al., CVPR 2019): KD + a bias-correction layer (alpha, beta) trained on held-out exemplars."""
 
     name = "bic"
+    distributed = True      # means over the batch's images, + an L2 term of beta alone (several ranks: exact)
     args = {"temperature": Arg.number(2.0, above=True, help="KD temperature T"),
             "lambda_kd": Arg.number(None, 0, 1, none="n / (n + m), old over seen classes", help="KD weight"),
             "bias_val_fraction": Arg.number(0.1, 0, 1, above=True, below=True,

@@ -62,6 +62,7 @@ class DGR(Method):
     """DGR + DAKD (He & Zhu, CVPR 2024): decoupled gradient reweighting + distribution-aware KD."""
 
     name = "dgr"
+    distributed = True      # every loss term is a mean over the batch's images (several ranks: exact)
     preset = {"reweighting": "decoupled", "prior": True, "distillation": "dakd"}
 
     args = {"reweighting": Arg.choice(None, REWEIGHTINGS, none="the method's own setting",

@@ -69,6 +69,7 @@ class EEIL(Method):
     """EEIL (Castro et al., ECCV 2018): CE + per-head softmax-BCE KD, balanced fine-tuning; LT-CIL's defaults."""
 
     name = "eeil"
+    distributed = True      # every loss term is a mean over the batch's images (several ranks: exact)
 
     args = {"lambda_kd": Arg.number(1.0, help="KD weight"),
             "temperature": Arg.number(2.0, above=True, help="KD temperature T"),

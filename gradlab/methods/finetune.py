@@ -16,6 +16,7 @@ class Finetune(Method):
     """Cross-entropy on new data + memory (no distillation, no reweighting)."""
 
     name = "finetune"
+    distributed = True      # every loss term is a mean over the batch's images (several ranks: exact)
 
     def losses(self, batch, out):
         return {"ce": F.cross_entropy(out.logits, batch.y)}

@@ -55,6 +55,7 @@ class ICaRL(Method):
     """iCaRL (Rebuffi et al., CVPR 2017): CE + sigmoid-BCE distillation, nearest-mean-of-exemplars classifier."""
 
     name = "icarl"
+    distributed = True      # every loss term is a mean over the batch's images (several ranks: exact)
 
     args = {"loss": Arg.choice("ce_kd", LOSSES, help="ce_kd (LT-CIL) or the paper's per-class sigmoid BCE"),
             "classifier": Arg.choice("nme", CLASSIFIERS, help="nearest mean of exemplars, or the CNN's logits"),

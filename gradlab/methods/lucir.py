@@ -114,6 +114,8 @@ class LUCIR(Method):
     """LUCIR (Hou et al., CVPR 2019): cosine head, less-forget feature distillation, margin ranking."""
 
     name = "lucir"
+    distributed = ("its margin-ranking loss is divided by the number of old-class images in each batch, which "
+                   "differs between ranks")
 
     args = {"lambda_base": Arg.number(5.0, help="less-forget weight at one old / one new class"),
             "k": Arg.integer(2, low=1, help="hard negatives per image in the margin ranking loss"),

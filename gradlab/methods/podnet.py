@@ -146,6 +146,7 @@ class PODNet(Method):
     """PODNet (Douillard et al., ECCV 2020): local similarity classifier + CE as LT-CIL (or NCA), POD distillation."""
 
     name = "podnet"
+    distributed = True      # every loss term is a mean over the batch's images (several ranks: exact)
 
     args = {"proxies": Arg.integer(10, low=1, help="proxies per class in the local similarity classifier"),
             "margin": Arg.number(0.6, help="NCA margin"),

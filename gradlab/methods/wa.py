@@ -54,6 +54,7 @@ class WA(Method):
     """WA (Zhao et al., CVPR 2020): KD + weight aligning of the new classifier rows after each phase."""
 
     name = "wa"
+    distributed = True      # every loss term is a mean over the batch's images (several ranks: exact)
     args = {"temperature": Arg.number(2.0, above=True, help="KD temperature T"),
             "clip": Arg.flag(True, help="clamp the classifier weights to >= 0 after every step (the paper)")}
 

@@ -34,6 +34,7 @@ from gradlab.plugins import plugins_fingerprint
 MID_PHASE = "mid_phase.pt"
 CHECKPOINT_FORMAT = 1            # 1: checkpoints carry "run" (their run's identity); 0: before, none
 NOT_COMPARED = ("out", "progress", "checkpoint_every", "plugins", "log", "log_dir")   # settings that do not change a run's numbers
+ADDED_LATER = {"sync_bn": False}       # settings added after records existed, with the default they had implicitly
 _PLAIN = (int, float, bool, str, type(None))
 # what restoring reads from a phase checkpoint, and from a mid-phase one besides
 PHASE_KEYS = ("phase", "model", "model_structure", "memory", "method", "correct", "epoch_losses", "phase_log",
@@ -45,6 +46,9 @@ def settings_hash(cfg) -> str:
     """12 hex digits over every setting that changes a run's numbers (``run_key`` is method-hash), with the
     plugins' source where the run has plugins (an edited method is a different run)."""
     values = {k: v for k, v in cfg.to_dict().items() if k not in NOT_COMPARED}
+    for key, default in ADDED_LATER.items():       # hashed only when set: older records keep their keys
+        if values.get(key) == default:
+            values.pop(key, None)
     if cfg.plugins:
         values["plugin_source"] = plugins_fingerprint(cfg.plugins)
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -37,6 +37,14 @@ from gradlab.runs.records import RecordWriter, RunRecord
 from gradlab.runs.resume import ResumePlan, plan_resume
 from gradlab.scenario import Scenario
 from gradlab.training.context import Context
+from gradlab.training.distributed import (
+    SINGLE,
+    Ranks,
+    check_method_runs_on_ranks,
+    global_batch_norm,
+    join_ranks,
+    leave_ranks,
+)
 from gradlab.training.divergence import DivergenceGuard
 from gradlab.training.exemplars import ExemplarMemory
 from gradlab.training.host_memory import keep_freed_memory
@@ -60,15 +68,21 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"out: cannot write under {str(ancestor)!r} ({err.strerror}); choose a writable folder") from None
 
 
-def build_context(cfg: RunConfig, scenario: Scenario, method) -> Context:
-    """Model, memory and device data for one run (the seed fixes the model's initial weights)."""
-    device = pick_device(cfg.device)
+def build_context(cfg: RunConfig, scenario: Scenario, method, ranks: Ranks = SINGLE,
+                  device: torch.device | None = None) -> Context:
+    """Model, memory and device data for one run (the seed fixes the model's initial weights); on several ranks
+    (``ranks``, ``device`` from :func:`~gradlab.training.distributed.join_ranks`) ``sync_bn`` makes BatchNorm
+    global."""
+    device = pick_device(cfg.device) if device is None else device
     if device.type == "cpu":
         keep_freed_memory()        # no page-fault churn from the activation maps (gradlab.training.host_memory)
     torch.manual_seed(cfg.seed)
     model_name = default_backbone(cfg.scenario) if cfg.model == "auto" else cfg.model
     backbone = build_backbone(model_name, in_channels=scenario.source.image_shape[2])
-    model = method.build_model(backbone).to(device)
+    model = method.build_model(backbone)
+    if cfg.sync_bn and ranks.active:
+        model = global_batch_norm(model)
+    model = model.to(device)
     if uses_channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
         model.register_forward_pre_hook(_to_channels_last)
@@ -78,7 +92,7 @@ def build_context(cfg: RunConfig, scenario: Scenario, method) -> Context:
     memory = ExemplarMemory(per_class=cfg.memory, total=cfg.memory_total, selection=cfg.selection, seed=cfg.seed)
     return Context(cfg=cfg, scenario=scenario, model=model, memory=memory, device=device,
                    train_data=train_data, test_data=test_data, val_data=val_data,
-                   precision=run_precision(cfg, device))
+                   precision=run_precision(cfg, device), ranks=ranks)
 
 
 def has_native_bf16(device: torch.device) -> bool:
@@ -130,12 +144,14 @@ def check_validation_split(cfg: RunConfig, scenario: Scenario) -> None:
                           "which lr_schedule 'patience' needs; raise val_fraction or use lr_schedule 'step'")
 
 
-def build_trainer(cfg: RunConfig, callbacks=()) -> Trainer:
+def build_trainer(cfg: RunConfig, callbacks=(), ranks: Ranks = SINGLE, device: torch.device | None = None) -> Trainer:
     """Method, context and trainer for a validated ``cfg``, ready to be stepped phase by phase
-    (``begin_phase`` / ``train_epoch`` / ``end_phase``): what tests and benchmarks drive by hand."""
+    (``begin_phase`` / ``train_epoch`` / ``end_phase``): what tests and benchmarks drive by hand (``ranks`` and
+    ``device`` from :func:`~gradlab.training.distributed.join_ranks` under torchrun)."""
     scenario = Scenario.from_config(cfg)
     method = build_method(cfg.method, cfg, **cfg.method_args)
-    trainer = Trainer(build_context(cfg, scenario, method), method, callbacks)
+    check_method_runs_on_ranks(method, ranks)
+    trainer = Trainer(build_context(cfg, scenario, method, ranks, device), method, callbacks)
     method.ctx = trainer.ctx
     trainer.ctx.correct = np.full((scenario.num_tasks, scenario.num_classes), np.nan)
     return trainer
@@ -153,6 +169,9 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     (settings must equal the stored ones; a finished run is returned as it is). A run that diverges raises
     :class:`RunDiverged` and its folder says so. ``data`` trains on your own arrays
     (:class:`~gradlab.data.sources.arrays.ArrayData`; the ``arrays`` scenario, saved under ``data_root``).
+
+    Started by ``torchrun --nproc-per-node N`` (N > 1), the N processes train this one run together
+    (:mod:`gradlab.training.distributed`); rank 0 writes the folder, whose summary says ``"ranks": N``.
     """
     cfg = as_config(cfg, with_data(data, cfg, overrides))
     callbacks = check_callbacks(callbacks)
@@ -163,10 +182,48 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
         raise ConfigError("overwrite and resume contradict each other: resume continues the run in the folder, "
                           "overwrite replaces it; pass one of them")
     device = pick_device(cfg.device)  # fails early when cuda is asked for but absent
+    ranks, device = join_ranks(device)
+    try:
+        return _run_on_ranks(cfg, callbacks, overwrite, resume, ranks, device)
+    finally:
+        leave_ranks(ranks)
+
+
+def _run_on_ranks(cfg: RunConfig, callbacks: list, overwrite: bool, resume: bool, ranks: Ranks,
+                  device: torch.device) -> RunRecord:
+    """Check everything on every rank (all refuse when one does), then train; only rank 0 writes the folder."""
+    error, plan = None, None
     out = Path(cfg.out) if cfg.out else Path("runs") / cfg.folder_name()
-    plan = plan_resume(out, cfg) if resume else None
+    try:
+        plan, method, scenario = _check_run(cfg, out, overwrite, resume, ranks, device)
+    except Exception as err:   # noqa: BLE001 - raised again below, on every rank
+        error = err
+    ranks.agree(error)
     if plan is not None and plan.finished:
         return RunRecord(out)
+    for line in cfg.unused_settings():
+        warnings.warn(line, SettingWarning, stacklevel=3)
+    if not ranks.main:
+        cfg.progress = False                  # one progress bar: rank 0's
+    ctx = build_context(cfg, scenario, method, ranks, device)
+    if cfg.progress:
+        where = f"{ranks.world} ranks on {ctx.device.type}" if ranks.active else ctx.device.type
+        print(f"{cfg.scenario} · {cfg.method}: {cfg.recipe_text()}; {ctx.precision} on {where}",
+              file=sys.stderr, flush=True)
+    if ranks.main:
+        folder = RunFolder(out, overwrite, resume=plan is not None and plan.in_place).open()
+        train_in_folder(ctx, method, callbacks, folder, plan)
+    else:
+        train_beside(ctx, method, callbacks, plan)
+    ranks.barrier()                          # rank 0 has committed the folder
+    return RunRecord(out)
+
+
+def _check_run(cfg: RunConfig, out: Path, overwrite: bool, resume: bool, ranks: Ranks, device: torch.device):
+    """Every check before training (nothing written): the resume plan, the method and the scenario."""
+    plan = plan_resume(out, cfg) if resume else None
+    if plan is not None and plan.finished:
+        return plan, None, None
     if plan is not None:
         plan.check_machine(device.type, run_precision(cfg, device))
     if plan is None or not plan.in_place:
@@ -176,6 +233,7 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
     if cfg.log_dir and Path(cfg.log_dir).exists() and not Path(cfg.log_dir).is_dir():
         raise ConfigError(f"log_dir: {cfg.log_dir!r} exists and is not a folder")
     method = build_method(cfg.method, cfg, **cfg.method_args)
+    check_method_runs_on_ranks(method, ranks)
     try:
         scenario = Scenario.from_config(cfg)
     except ValueError as err:
@@ -183,15 +241,7 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
             raise
         raise ConfigError(str(err)) from None
     check_validation_split(cfg, scenario)
-    for line in cfg.unused_settings():
-        warnings.warn(line, SettingWarning, stacklevel=2)
-    ctx = build_context(cfg, scenario, method)
-    if cfg.progress:
-        print(f"{cfg.scenario} · {cfg.method}: {cfg.recipe_text()}; {ctx.precision} on {ctx.device.type}",
-              file=sys.stderr, flush=True)
-    folder = RunFolder(out, overwrite, resume=plan is not None and plan.in_place).open()
-    train_in_folder(ctx, method, callbacks, folder, plan)
-    return RunRecord(out)
+    return plan, method, scenario
 
 
 def record_writer(ctx: Context, folder: RunFolder, plan: ResumePlan | None) -> RecordWriter:
@@ -201,7 +251,7 @@ def record_writer(ctx: Context, folder: RunFolder, plan: ResumePlan | None) -> R
     writer = RecordWriter(folder.train_dir, probe_log=probe_log, extra_summary={
         "method": cfg.method, "scenario": cfg.scenario, "seed": cfg.seed, "device": str(ctx.device),
         "precision": ctx.precision, "channels_last": uses_channels_last(cfg, ctx.device),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "ranks": ctx.ranks.world,
         "task_sizes": ctx.scenario.task_sizes, "gradlab_version": gradlab.__version__,
         "torch_version": torch.__version__, "python": platform.python_version()})
     if plan is not None and plan.in_place:
@@ -263,6 +313,18 @@ def train_in_folder(ctx: Context, method, callbacks: list, folder: RunFolder, pl
     except BaseException:
         folder.abandon()
         raise
+
+
+def train_beside(ctx: Context, method, callbacks: list, plan: ResumePlan | None) -> None:
+    """A rank other than 0: the same training, probes and checks (so every collective is matched), nothing
+    written; resumed from the same checkpoint as rank 0."""
+    cfg = ctx.cfg
+    writer = RecordWriter(Path(os.devnull), probe_log=plan.probe_log() if plan is not None else ProbeLog())
+    probes = build_probes(cfg.probes, writer.probe_log, every=cfg.probe_every)
+    callbacks = [c for c in callbacks if not isinstance(c, RunLogger)]
+    trainer = Trainer(ctx, method, callbacks=[*callbacks, *probes, DivergenceGuard()])
+    writer.trainer = trainer
+    trainer.fit(resume=plan.hook(writer) if plan is not None else None)
 
 
 def as_config(cfg, overrides: dict) -> RunConfig:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from gradlab.training.distributed import SINGLE, Ranks
+
 if TYPE_CHECKING:  # imports for type checkers only; avoids import cycles at run time
     from gradlab.config import RunConfig
     from gradlab.data.device_data import Batch, DeviceImages
@@ -32,6 +34,7 @@ class Context:
     test_data: "DeviceImages"
     val_data: "DeviceImages | None" = None        # the validation hold-out (val_fraction > 0), no augmentation
     precision: str = "fp32"                       # what the run computes in: fp32 or bf16 (``precision`` resolved)
+    ranks: Ranks = SINGLE                         # the processes training this run together (torchrun), or one
     teacher: "IncrementalNet | None" = None       # frozen copy of the model after the previous phase
     phase: int = -1
     task: "Task | None" = None

@@ -47,13 +47,19 @@ def row_gradients(loss: torch.Tensor, logits: torch.Tensor, features: torch.Tens
 
 def step_row_gradients(ctx, losses: dict[str, torch.Tensor], out) -> dict[str, RowGradients]:
     """Row gradients of every named term for the current step, computed once per step and cached on
-    ``ctx.extras['row_gradients']`` (keyed by phase and step) so a method and a probe share them."""
+    ``ctx.extras['row_gradients']`` (keyed by phase and step) so a method and a probe share them. On several ranks
+    they are summed over ranks weighted by each rank's share of the batch: the global batch's row gradients."""
     key = (ctx.phase, ctx.step)
     cached_key, cache = ctx.extras.get("row_gradients", (None, {}))
     if cached_key != key:
         cache = {}
-    for name, loss in losses.items():
-        if name not in cache:
-            cache[name] = row_gradients(loss, out.logits, out.features, getattr(ctx.model, "head", None))
+    missing = [name for name in losses if name not in cache]
+    head = getattr(ctx.model, "head", None)
+    fresh = [row_gradients(losses[name], out.logits, out.features, head) for name in missing]
+    ranks = getattr(ctx, "ranks", None)
+    if fresh and ranks is not None and ranks.active and torch.is_grad_enabled():
+        flat = ranks.reduce_weighted([t for g in fresh for t in g])      # the global batch's rows, one all-reduce
+        fresh = [RowGradients(*flat[2 * i:2 * i + 2]) for i in range(len(fresh))]
+    cache.update(zip(missing, fresh))
     ctx.extras["row_gradients"] = (key, cache)
     return {name: cache[name] for name in losses}

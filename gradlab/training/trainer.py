@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from gradlab.errors import ConfigError
 from gradlab.training.context import Context
+from gradlab.training.distributed import shard_indices
 from gradlab.training.schedules import build_optimizer, build_schedule
 from gradlab.training.stages import Stage, StageRun
 
@@ -103,6 +104,7 @@ class Trainer:
         ctx.model.to(ctx.device)
         ctx.train_indices = np.concatenate([ctx.memory.indices(), task.train_indices]).astype(np.int64)
         self.method.before_task(ctx)
+        ctx.ranks.broadcast_module(ctx.model)          # several ranks: rank 0's grown, prepared model everywhere
         self.emit("before_task")
         ctx.optimizer = build_optimizer(ctx.model, cfg)
         self.schedule = build_schedule(ctx.optimizer, cfg)
@@ -117,7 +119,7 @@ class Trainer:
         loss_sum, steps = torch.zeros((), device=ctx.device), 0
         for batch in ctx.train_data.train_batches(ctx.train_indices, ctx.cfg.batch_size, self.generator):
             ctx.step += 1
-            ctx.batch = batch
+            ctx.batch = batch = ctx.ranks.take(batch)      # several ranks: this rank's slice of the global batch
             with self.autocast:
                 ctx.out = ctx.model(batch.x)
                 ctx.losses = method.losses(batch, ctx.out)
@@ -125,12 +127,15 @@ class Trainer:
             self.emit("before_backward")
             ctx.optimizer.zero_grad(set_to_none=True)
             ctx.loss.backward()
+            if ctx.ranks.active:
+                self.sync_step(ctx.model.parameters())
             method.after_backward(ctx)
             self.emit("after_backward")
             ctx.optimizer.step()
             self.emit("after_step")
             loss_sum += ctx.loss.detach().float()
             steps += 1
+        ctx.ranks.broadcast_module(ctx.model, buffers_only=True)   # several ranks: one set of BatchNorm statistics
         self.schedule.end_epoch(self.validation_loss() if self.schedule.needs_validation else None)
         epoch_loss = float(loss_sum) / max(steps, 1)
         self.epoch_losses.append(epoch_loss)
@@ -196,13 +201,15 @@ class Trainer:
         loss_sum, steps = torch.zeros((), device=ctx.device), 0
         for batch in run.batches(epoch):
             ctx.step += 1
-            ctx.batch = batch
+            ctx.batch = batch = ctx.ranks.take(batch)
             with self.autocast:
                 ctx.out = run.forward(batch.x)
                 ctx.loss = stage.loss(batch, ctx.out)
             ctx.losses = {stage.name: ctx.loss}
             self.emit("before_backward")
             run.backward(ctx.loss)
+            if ctx.ranks.active:
+                self.sync_step(run.params)
             self.emit("after_backward")
             run.optimizer.step()
             self.emit("after_step")
@@ -214,6 +221,17 @@ class Trainer:
         return run.losses[-1]
 
     # ------------------------------------------------------------------ helpers
+    def sync_step(self, params) -> None:
+        """Several ranks: the step's gradients and loss values summed over ranks, weighted by each rank's share of
+        the global batch (:mod:`gradlab.training.distributed`); afterwards ``ctx.loss`` / ``ctx.losses`` hold the
+        global batch's values (detached: the graph was used by ``backward``)."""
+        ctx = self.ctx
+        names = list(ctx.losses)
+        values = torch.stack([ctx.loss.detach().float().reshape(())]
+                             + [ctx.losses[n].detach().float().reshape(()) for n in names])
+        values = ctx.ranks.sync_gradients(list(params), values)
+        ctx.loss, ctx.losses = values[0], dict(zip(names, values[1:]))
+
     @torch.no_grad()
     def features(self, indices: np.ndarray) -> torch.Tensor:
         """Penultimate features of training images, eval mode, no augmentation (for herding)."""
@@ -225,7 +243,11 @@ class Trainer:
         candidates = self.method.memory_candidates(task)
         labels = self.ctx.scenario.train.labels[candidates]
         new_classes = {int(c): candidates[labels == c] for c in task.classes}
-        self.ctx.memory.update(new_classes, features_fn=self.features, phase=task.index)
+        ranks = self.ctx.ranks
+        if ranks.main:                 # several ranks: rank 0 selects, every rank gets its choice
+            self.ctx.memory.update(new_classes, features_fn=self.features, phase=task.index)
+        if ranks.active:
+            self.ctx.memory.load_state_dict(ranks.broadcast_object(self.ctx.memory.state_dict()))
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -234,13 +256,14 @@ class Trainer:
         ctx = self.ctx
         ctx.model.eval()
         indices = np.flatnonzero(np.isin(ctx.scenario.val.labels, ctx.task.classes))   # host labels: no sync
-        total, count = torch.zeros((), device=ctx.device), 0
-        for batch in ctx.val_data.eval_batches(indices):
+        total = torch.zeros(2, device=ctx.device)          # loss sum, images (summed over ranks)
+        for batch in ctx.val_data.eval_batches(shard_indices(ctx.ranks, indices)):
             with self.autocast:
                 losses = self.method.losses(batch, ctx.model(batch.x))
-            total += sum(losses.values()).detach().float() * len(batch.y)
-            count += len(batch.y)
-        return float(total) / max(count, 1)
+            total[0] += sum(losses.values()).detach().float() * len(batch.y)
+            total[1] += len(batch.y)
+        loss_sum, count = ctx.ranks.sum_(total).tolist()
+        return loss_sum / max(count, 1)
 
     @torch.no_grad()
     def evaluate(self) -> np.ndarray:
@@ -250,12 +273,12 @@ class Trainer:
         seen = ctx.num_seen
         indices = np.flatnonzero(ctx.scenario.test.labels < seen)
         correct = torch.zeros(seen, device=ctx.device)
-        for batch in ctx.test_data.eval_batches(indices):
+        for batch in ctx.test_data.eval_batches(shard_indices(ctx.ranks, indices)):   # each rank its part
             with self.autocast:
                 logits = self.method.predict(batch.x)
             hits = (logits.argmax(1) == batch.y).float()
             correct.index_add_(0, batch.y, hits)
-        return correct.cpu().numpy()
+        return ctx.ranks.sum_(correct).cpu().numpy()
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
