@@ -5,6 +5,8 @@ computed (global loss, DGR's Phi / omega / beta), the final parameters, the memo
 
     torchrun --nproc-per-node 2 tests/ddp_steps.py steps OUT_DIR METHOD SYNC_BN PHASE0_CHECKPOINT
 
+``methods``: a tiny ``gradlab.run`` of each named method into ROOT/<method>.
+
 ``run``: ``gradlab.run`` of a small DGR run into RUN_DIR, interrupted (Ctrl-C) at the start of phase INTERRUPT
 unless it is -1, or resumed (``resume``):
 
@@ -22,7 +24,7 @@ from gradlab.probes import ProbeLog, build_probes
 from gradlab.runs.checkpoints import read_checkpoint
 from gradlab.runs.resume import restore_phase
 from gradlab.runs.runner import build_trainer
-from gradlab.training.distributed import join_ranks, leave_ranks
+from gradlab.training.distributed import join_ranks
 from gradlab.training.trainer import Callback
 
 STEPS = dict(scenario="digits", tasks=2, epochs=2, model="small", device="cpu", precision="fp32",
@@ -74,7 +76,6 @@ def steps(out: str, method: str, sync_bn: str, phase0: str) -> None:
                 "lost": getattr(trainer.method, "lost", None), "probes": log.frame(), "world": ranks.world,
                 "batch_norm": sorted({type(m).__name__ for m in ctx.model.modules() if "Norm" in type(m).__name__})},
                Path(out) / f"rank{ranks.rank}.pt")
-    leave_ranks(ranks)
 
 
 def run(folder: str, how: str) -> None:
@@ -87,5 +88,12 @@ def run(folder: str, how: str) -> None:
         print(f"interrupted: {err}", flush=True)
 
 
+def methods(root: str, *names: str) -> None:
+    """A tiny run of each method into ROOT/<method> (every rank takes part; rank 0 writes)."""
+    for name in names:
+        gradlab.run(out=str(Path(root) / name), **{**RUN, "method": name, "tasks": 2, "epochs": 1,
+                                                   "checkpoint_every": 0, "val_fraction": 0.2})
+
+
 if __name__ == "__main__":
-    {"steps": steps, "run": run}[sys.argv[1]](*sys.argv[2:])
+    {"steps": steps, "run": run, "methods": methods}[sys.argv[1]](*sys.argv[2:])

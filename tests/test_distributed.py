@@ -134,6 +134,34 @@ def test_a_method_whose_loss_is_not_a_batch_mean_refuses_several_ranks(tmp_path)
     assert "cannot train on 2 ranks" in done.stderr and not out.exists()
 
 
+DECLARED = ("finetune", "icarl", "eeil", "wa", "bic", "podnet", "sir", "eeil-2stage", "podnet-2stage", "ce", "kd",
+            "gr", "dgr-no-dakd")
+
+
+def test_every_method_that_declares_it_trains_on_two_ranks_like_one_process(tmp_path):
+    """Each method that says distributed = True (DGR is tested above) finishes a tiny run on 2 ranks, with the final
+    accuracy of one process within float noise (test predictions near a tie may flip)."""
+    torchrun(2, WORKER, "methods", tmp_path / "two", *DECLARED)
+    torchrun(1, WORKER, "methods", tmp_path / "one", *DECLARED)
+    for name in DECLARED:
+        two, one = (json.loads((tmp_path / n / name / "summary.json").read_text()) for n in ("two", "one"))
+        assert two["complete"] and two["ranks"] == 2 and one["ranks"] == 1, name
+        assert abs(two["final_accuracy"] - one["final_accuracy"]) <= 0.02, name
+
+
+def test_a_method_of_your_own_refuses_several_ranks_until_it_declares_it():
+    class Mine(gradlab.Method):
+        name = "mine-not-registered"
+
+        def losses(self, batch, out):
+            return {}
+
+    with pytest.raises(ConfigError, match=r"cannot train on 2 ranks: it does not declare that its losses are means"):
+        check_method_runs_on_ranks(Mine(gradlab.RunConfig(**BASE)), Ranks(0, 2))
+    Mine.distributed = True
+    check_method_runs_on_ranks(Mine(gradlab.RunConfig(**BASE)), Ranks(0, 2))
+
+
 def test_each_rank_takes_its_share_of_every_global_batch():
     x, y = torch.arange(70.0).reshape(7, 10), torch.arange(7)
     batch = Batch(x, y, y.clone())

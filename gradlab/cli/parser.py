@@ -236,7 +236,9 @@ def _add_sweep(sub) -> None:
                                                    "runs/sweeps/<the sweep file's name>)")
     _add_executor_flags(sweep)
     sweep.set_defaults(backend="ray")
-    sweep.add_argument("--cpus-per-run", type=int, default=1, help="CPU cores (torch threads) per run (default 1)")
+    sweep.add_argument("--cpus-per-run", type=int, default=1,
+                       help="CPU cores (torch threads) per run (default 1); a run on N >= 2 GPUs holds N times this, "
+                            "one process per GPU")
     sweep.add_argument("--gpus-per-run", type=float, default=0.0,
                        help="GPUs per run, with --backend ray: a fraction below 1 shares a GPU (0.25 packs four runs "
                             "on each; device auto uses the GPU Ray gives the run), or a whole number N (N >= 2: "

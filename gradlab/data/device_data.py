@@ -65,9 +65,8 @@ class DeviceImages:
         indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         order = indices[torch.randperm(len(indices), generator=generator)] if shuffle else indices
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = self.to_device(order[start:start + batch_size])
             x = self.augmented(idx, generator)
-            idx = idx.to(self.device)
             yield Batch(x=x, y=self.labels[idx], idx=idx)
 
     def eval_batches(self, indices: np.ndarray, batch_size: int | None = None) -> Iterator[Batch]:
@@ -77,6 +76,13 @@ class DeviceImages:
         for start in range(0, len(indices), batch_size):
             idx = indices[start:start + batch_size]
             yield Batch(x=self.normalise(self.images[idx]), y=self.labels[idx], idx=idx)
+
+    def to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A tensor drawn on the host (indices, crop offsets) on the device without a host sync: on a GPU, copied
+        from pinned memory asynchronously (a plain copy would wait for the GPU to finish its queue)."""
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
 
     # ------------------------------------------------------------------ transforms
     def normalise(self, x_uint8: torch.Tensor) -> torch.Tensor:
@@ -105,7 +111,7 @@ class DeviceImages:
         rows = top[:, None] + torch.arange(h)
         col_steps = torch.where(flipped[:, None], torch.arange(w - 1, -1, -1), torch.arange(w))
         cols = left[:, None] + col_steps
-        rows, cols = rows.to(x.device), cols.to(x.device)
+        rows, cols = self.to_device(rows), self.to_device(cols)
         padded = F.pad(x, (p, p, p, p)) if p else x
         batch = torch.arange(n, device=x.device)[:, None, None]
         out = padded[batch, :, rows[:, :, None], cols[:, None, :]]     # (n, h, w, c)
@@ -126,7 +132,7 @@ class DeviceImages:
         grid_y = top[:, None] + (torch.arange(h) + 0.5)[None] * (ch / h)[:, None]
         gx = (2 * grid_x / size_w - 1)[:, None, :].expand(n, h, w)
         gy = (2 * grid_y / size_h - 1)[:, :, None].expand(n, h, w)
-        grid = torch.stack([gx, gy], dim=-1).to(x.device, torch.float32)
+        grid = self.to_device(torch.stack([gx, gy], dim=-1).float())
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

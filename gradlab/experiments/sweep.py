@@ -30,6 +30,7 @@ from gradlab.errors import ConfigError
 from gradlab.files import atomic_write, write_text
 from gradlab.runs.executor import run_key, run_many
 from gradlab.runs.logs import grouped_log_dirs
+from gradlab.runs.placement import check_gpus_per_run
 from gradlab.runs.records import RunRecord
 
 SWEEP_KEYS = ("base", "grid", "list")
@@ -89,10 +90,12 @@ def default_sweep_out(path) -> Path:
 
 def run_sweep(path, out=None, backend: str = "ray", address: str | None = None, cpus_per_run: int = 1,
               gpus_per_run: float = 0.0, workers: int | None = None, log=None, confirm=None,
-              plugins=()) -> pd.DataFrame:
+              plugins=(), placements: dict | None = None) -> pd.DataFrame:
     """Train (or reuse, or resume) every run of the sweep file; write sweep.csv and sweep.md into ``out``
-    (default :func:`default_sweep_out`); return the table. ``confirm``: see :func:`gradlab.runs.executor.run_many`;
-    ``plugins`` join every run's (``--plugin``)."""
+    (default :func:`default_sweep_out`); return the table. ``confirm``, ``placements``: see
+    :func:`gradlab.runs.executor.run_many`; ``plugins`` join every run's (``--plugin``). ``gpus_per_run`` (Ray
+    only): 0, a fraction below 1 (runs share a GPU) or a whole number (2 or more: DDP on that many GPUs per run;
+    :mod:`gradlab.runs.placement`)."""
     configs, swept = load_sweep(path, plugins)
     out = default_sweep_out(path) if out is None else out
     if backend not in ("ray", "local"):
@@ -102,9 +105,7 @@ def run_sweep(path, out=None, backend: str = "ray", address: str | None = None, 
     if workers is not None:
         check_int("workers", workers, 1, 4096)
     check_folder("out", out)
-    if not (isinstance(gpus_per_run, (int, float)) and not isinstance(gpus_per_run, bool)
-            and 0 <= gpus_per_run <= 1024):
-        raise ConfigError(f"gpus_per_run must be a number in [0, 1024], got {gpus_per_run!r}")
+    gpus_per_run = check_gpus_per_run(gpus_per_run, backend)
     out = Path(out)
     first = next(iter(configs.values()))
     (log or (lambda line: print(line, file=sys.stderr, flush=True)))(
@@ -114,7 +115,8 @@ def run_sweep(path, out=None, backend: str = "ray", address: str | None = None, 
     configs = grouped_log_dirs(configs, out / "logs")          # runs that log: one TensorBoard folder
     errors: dict[str, str] = {}
     records = run_many(configs, out / "runs", workers=workers, threads=cpus_per_run, log=log, backend=backend,
-                       address=address, gpus_per_run=gpus_per_run, errors=errors, confirm=confirm)
+                       address=address, gpus_per_run=gpus_per_run, errors=errors, confirm=confirm,
+                       placements=placements)
     table = sweep_table(configs, swept, records, errors, out)
     atomic_write(out / "sweep.csv", lambda tmp: table.to_csv(tmp, index=False))
     write_text(out / "sweep.md", sweep_markdown(table, swept, source=str(path)))

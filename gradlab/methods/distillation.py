@@ -29,7 +29,7 @@ def lost_data_entropy(lost: torch.Tensor) -> torch.Tensor:
     """
     num = lost.numel()
     if num <= 1:
-        return lost.new_tensor(1.0, dtype=torch.float32)
+        return lost.new_ones((), dtype=torch.float32)          # made on the device: no host copy
     p = (lost.float() + ENTROPY_EPS) / (lost.float() + ENTROPY_EPS).sum()
     return -(p * p.log()).sum() / math.log(num)
 

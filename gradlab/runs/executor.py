@@ -29,7 +29,7 @@ from gradlab.errors import (
     RunFolderWarning,
     SettingWarning,
 )
-from gradlab.runs import runner
+from gradlab.runs import placement, runner
 from gradlab.runs.checkpoints import NOT_COMPARED, settings_hash
 from gradlab.runs.estimate import duration, estimate_seconds
 from gradlab.runs.logs import check_loggers, replay
@@ -119,12 +119,15 @@ def train_into(cfg_dict: dict, folder: str) -> tuple[str, float]:
     return folder, time.perf_counter() - start
 
 
-def _ray_train(cfg_dict: dict, folder: str, threads: int, cwd: str) -> tuple[str, float]:
-    """Ray task body: this machine's threads for the run, relative paths as the driver sees them."""
+def _ray_train(cfg_dict: dict, folder: str, threads: int, cwd: str) -> tuple[str, float, dict]:
+    """Ray task body: this machine's threads for the run, relative paths as the driver sees them, the device as
+    the run's config picks it among the GPUs Ray gave the task (CUDA_VISIBLE_DEVICES); returns (folder, seconds,
+    where it ran: :func:`gradlab.runs.placement.task_placement`)."""
+    start = time.time()
     if os.path.isdir(cwd):
         os.chdir(cwd)
     torch.set_num_threads(threads)
-    return train_into(cfg_dict, folder)
+    return (*train_into(cfg_dict, folder), placement.task_placement(start))
 
 
 def available_cores() -> int:
@@ -146,21 +149,26 @@ def one_line(err: BaseException) -> str:
 
 def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache", workers: int | None = None,
              threads: int = 1, log=None, backend: str = "local", address: str | None = None,
-             gpus_per_run: float = 0.0, errors: dict | None = None, confirm=None) -> dict[str, RunRecord]:
+             gpus_per_run: float = 0.0, errors: dict | None = None, confirm=None,
+             placements: dict | None = None) -> dict[str, RunRecord]:
     """Records for ``configs`` ({name: RunConfig}): cached ones loaded, unfinished ones resumed, the others trained.
 
     Identical settings under several names train once. ``backend``: ``local`` (worker processes on this
     machine, or this process on CUDA) or ``ray`` (tasks of ``threads`` CPUs and ``gpus_per_run`` GPUs on a
-    local Ray runtime, or on the cluster at ``address``). ``log`` (default: stderr) gets one line per finished
+    local Ray runtime, or on the cluster at ``address``; a fraction below 1 shares a GPU, N >= 2 trains each run
+    with DDP on N processes: :mod:`gradlab.runs.placement`). ``log`` (default: stderr) gets one line per finished
     run. A failed run does not stop the others; then, with ``errors`` (a dict), its one-line error is stored
     there under each of its names and its name is left out of the result; without, the first is raised.
     Before training, ``log`` gets the number of runs and their estimated time (:mod:`gradlab.runs.estimate`), and
     ``confirm(seconds)`` (None: not estimated, on a Ray cluster), when given, may stop the start by raising.
+    With ``placements`` (a dict), where each run trained on Ray is stored there under its names
+    (:func:`~gradlab.runs.placement.task_placement`: pid, node, GPU ids, resources, start and end times).
     """
     check_folder("cache_dir", cache_dir)
     if workers is not None:
         check_int("workers", workers, 1, 4096)
     check_int("threads", threads, 1, 4096)
+    gpus_per_run = placement.check_gpus_per_run(gpus_per_run, backend)
     if not isinstance(configs, dict) or not all(isinstance(c, RunConfig) for c in configs.values()):
         raise ConfigError("configs must be a mapping {name: RunConfig}")
     log = log if log is not None else (lambda line: print(line, file=sys.stderr, flush=True))
@@ -179,13 +187,18 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
     todo = [key for key in by_key if key not in done]
     workers = default_workers(len(todo), threads) if workers is None else workers
     on_cuda = any(by_key[k].device == "cuda" for k in todo) and backend == "local"
-    parallel = 1 if on_cuda else available_cores() // max(1, threads) if backend == "ray" else workers
+    parallel, at_once = 1 if on_cuda else workers, ""
+    if todo and backend == "ray":               # Ray started first: how many runs its GPUs and CPUs hold at once
+        parallel, cluster_gpus, cluster_cpus = placement.ray_capacity(_start_ray(address), gpus_per_run, threads)
+        at_once = placement.placement_text(min(parallel, len(todo)), gpus_per_run, threads, cluster_gpus,
+                                           cluster_cpus)
     if todo:
         seconds = None if backend == "ray" and address else estimate_seconds([by_key[k] for k in todo], parallel,
                                                                              threads)
+        at_once = at_once or (f"{min(parallel, len(todo))} at a time" if seconds is not None else "")
         log(f"{len(by_key)} distinct runs: {len(done)} finished before, {len(todo)} to train"
-            + (f", {min(parallel, len(todo))} at a time: about {duration(seconds)} (estimated)"
-               if seconds is not None else ""))
+            + (f", {at_once}" if at_once else "")
+            + (f": about {duration(seconds)} (estimated)" if seconds is not None else ""))
         if confirm is not None:
             confirm(seconds)
     tally = _Tally(todo, names_of, cache_dir, parallel, log)
@@ -195,7 +208,7 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
         warnings.warn(f"workers x threads = {busy} x {threads} is more than the {cores} cores available; runs "
                       "will compete for them (slower than fewer workers)", SettingWarning, stacklevel=2)
     if todo and backend == "ray":
-        _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, tally.finished, tally.fail)
+        _run_on_ray(todo, by_key, folders, threads, gpus_per_run, tally.finished, tally.fail)
     elif todo and (workers == 1 or any(by_key[k].device == "cuda" for k in todo)):
         _run_here(todo, by_key, folders, threads, tally)
     elif todo:
@@ -208,6 +221,8 @@ def run_many(configs: dict[str, RunConfig], cache_dir: str | Path = "runs/cache"
     for key, message in failed.items():
         for name in names_of[key]:
             errors[name] = message
+    if placements is not None:
+        placements.update({name: where for key, where in tally.where.items() for name in names_of[key]})
     for name, cfg in configs.items():          # runs that did not log while training (cached): from their record
         if cfg.log and keys[name] in done:
             replay(done[keys[name]], cfg)
@@ -221,19 +236,23 @@ class _Tally:
         self.todo, self.names_of, self.cache_dir, self.parallel, self.log = todo, names_of, cache_dir, parallel, log
         self.done: dict[str, RunRecord] = {}
         self.failed: dict[str, str] = {}
+        self.where: dict[str, dict] = {}            # Ray: where each run trained
         self.start, self.run_times = time.perf_counter(), []
 
     def count(self) -> int:
         return sum(1 for k in self.todo if k in self.done or k in self.failed)
 
-    def finished(self, key: str, seconds: float) -> None:
+    def finished(self, key: str, seconds: float, where: dict | None = None) -> None:
         self.done[key] = RunRecord(Path(self.cache_dir) / key)
+        if where is not None:
+            self.where[key] = where
+        gpus = f" on GPU {','.join(where['gpu_ids'])}" if where and where.get("gpu_ids") else ""
         count, todo = self.count(), len(self.todo)
         elapsed = time.perf_counter() - self.start
         self.run_times.append(seconds)  # left: the mean run so far, for each run still to go, `parallel` at a time
         left = sum(self.run_times) / len(self.run_times) * (todo - count) / max(1, min(self.parallel, todo - count))
         acc = self.done[key].summary.get("average_incremental_accuracy")
-        self.log(f"[{count}/{todo}] {self.names_of[key][0]} ({key}): {seconds:.0f} s"
+        self.log(f"[{count}/{todo}] {self.names_of[key][0]} ({key}): {seconds:.0f} s{gpus}"
                  + (f", avg. inc. acc. {100 * acc:.1f} %" if acc is not None else "")
                  + f" | {elapsed:.0f} s elapsed, ~{left:.0f} s left")
 
@@ -287,8 +306,9 @@ def _ask_for_token_auth() -> None:
         Config.initialize("")
 
 
-def _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished, fail) -> None:
-    """One Ray task per run (``threads`` CPUs, ``gpus_per_run`` GPUs), results taken as they finish."""
+def _start_ray(address: str | None):
+    """Ray, connected to the cluster at ``address`` or to a local runtime on this machine's cores (started here
+    unless one runs in this process already)."""
     try:
         import ray
     except ImportError:
@@ -299,17 +319,36 @@ def _run_on_ray(todo, by_key, folders, address, threads, gpus_per_run, finished,
         else:
             _ask_for_token_auth()
             ray.init(num_cpus=available_cores(), include_dashboard=False, log_to_driver=False)
-    have = ray.cluster_resources()
-    for name, asked, key in (("cpus_per_run", threads, "CPU"), ("gpus_per_run", gpus_per_run, "GPU")):
-        if asked > have.get(key, 0):       # Ray would wait for ever on a task no node can take
-            raise ConfigError(f"{name}: {asked:g} asked per run, but the Ray cluster has {have.get(key, 0):g} "
-                              f"{key}(s) in all; lower it (or add nodes that have them)")
-    task = ray.remote(num_cpus=threads, num_gpus=gpus_per_run, max_retries=0)(_ray_train)
-    pending = {task.remote(by_key[k].to_dict(), folders[k], threads, os.getcwd()): k for k in todo}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        key = pending.pop(ready[0])
-        try:
-            finished(key, ray.get(ready[0])[1])
-        except Exception as err:  # noqa: BLE001 - a failed run is reported, the others go on
-            fail(key, err)
+    return ray
+
+
+def _run_on_ray(todo, by_key, folders, threads, gpus_per_run, finished, fail) -> None:
+    """One Ray task per run (``threads`` CPUs and ``gpus_per_run`` GPUs; N >= 2 GPUs: DDP on N processes of
+    ``threads`` CPUs each), results taken as they finish. A GPU task's worker process serves that task alone.
+    Ctrl-C cancels the tasks (their runs stop cleanly, resumable) and waits for them up to 60 s."""
+    import ray
+
+    ranks = placement.ddp_ranks(gpus_per_run)
+    options = {"num_cpus": threads * ranks, "num_gpus": gpus_per_run, "max_retries": 0}
+    if gpus_per_run:
+        options["max_calls"] = 1                 # a fresh process per GPU run: no CUDA context or state shared
+    if ranks > 1:
+        task = ray.remote(**options)(placement.ddp_train)
+        pending = {task.remote(by_key[k].to_dict(), folders[k], ranks, threads, os.getcwd()): k for k in todo}
+    else:
+        task = ray.remote(**options)(_ray_train)
+        pending = {task.remote(by_key[k].to_dict(), folders[k], threads, os.getcwd()): k for k in todo}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            key = pending.pop(ready[0])
+            try:
+                finished(key, *ray.get(ready[0])[1:])
+            except Exception as err:  # noqa: BLE001 - a failed run is reported, the others go on
+                fail(key, err)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref)
+        if pending:
+            ray.wait(list(pending), num_returns=len(pending), timeout=60)
+        raise

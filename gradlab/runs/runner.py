@@ -43,7 +43,6 @@ from gradlab.training.distributed import (
     check_method_runs_on_ranks,
     global_batch_norm,
     join_ranks,
-    leave_ranks,
 )
 from gradlab.training.divergence import DivergenceGuard
 from gradlab.training.exemplars import ExemplarMemory
@@ -183,10 +182,7 @@ def run(cfg: RunConfig | dict | str | None = None, callbacks=(), overwrite: bool
                           "overwrite replaces it; pass one of them")
     device = pick_device(cfg.device)  # fails early when cuda is asked for but absent
     ranks, device = join_ranks(device)
-    try:
-        return _run_on_ranks(cfg, callbacks, overwrite, resume, ranks, device)
-    finally:
-        leave_ranks(ranks)
+    return _run_on_ranks(cfg, callbacks, overwrite, resume, ranks, device)
 
 
 def _run_on_ranks(cfg: RunConfig, callbacks: list, overwrite: bool, resume: bool, ranks: Ranks,
@@ -386,7 +382,7 @@ class _WallClock:
         self.epoch_start = time.perf_counter()
 
     def after_step(self, ctx) -> None:
-        self.train_images += len(ctx.batch.y)
+        self.train_images += ctx.batch_images
 
     def after_epoch(self, ctx) -> None:           # the epoch's loss was read on the host: the device is done
         self.train_s += time.perf_counter() - self.epoch_start

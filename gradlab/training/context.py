@@ -57,6 +57,11 @@ class Context:
         """bf16 autocast for a bf16 run, else a no-op: wraps forward passes and losses."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
 
+    @property
+    def batch_images(self) -> int:
+        """Images in this step's batch over all ranks (``batch`` holds this rank's slice of it)."""
+        return self.ranks.images if self.ranks.active else len(self.batch.y)
+
     # -------------------------------------------------------------- class bookkeeping
     @property
     def num_old(self) -> int:

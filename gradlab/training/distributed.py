@@ -22,6 +22,7 @@ A method declares that its losses are means over a batch's images with ``distrib
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import replace
 from datetime import timedelta
@@ -40,6 +41,7 @@ class Ranks:
     def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0):
         self.rank, self.world, self.local_rank = rank, world, local_rank
         self.weight = 1.0          # this rank's share of the current global batch (set by :meth:`take`)
+        self.images = 0            # the current global batch's images (set by :meth:`take`)
 
     @property
     def active(self) -> bool:
@@ -60,9 +62,9 @@ class Ranks:
 
     def take(self, batch):
         """This rank's slice of a global batch, remembering its share n_r / n for the gradient sum."""
-        n = len(batch.y)
         if not self.active:
             return batch
+        n = self.images = len(batch.y)
         if n < self.world:                 # too few images to split: every rank takes all, each counts 1/N
             self.weight = 1.0 / self.world
             return batch
@@ -106,10 +108,16 @@ class Ranks:
         """Rank 0's parameters (unless ``buffers_only``) and buffers on every rank."""
         if not self.active:
             return
+        tensors = list(module.buffers()) if buffers_only else [*module.parameters(), *module.buffers()]
         with torch.no_grad():
-            tensors = list(module.buffers()) if buffers_only else [*module.parameters(), *module.buffers()]
-            for t in tensors:
-                dist.broadcast(t.data, src=0)
+            for dtype in dict.fromkeys(t.dtype for t in tensors):       # one broadcast per dtype
+                group = [t for t in tensors if t.dtype == dtype]
+                flat = torch.cat([t.detach().reshape(-1) for t in group])
+                dist.broadcast(flat, src=0)
+                start = 0
+                for t in group:
+                    t.copy_(flat[start:start + t.numel()].view_as(t))
+                    start += t.numel()
 
     def broadcast_object(self, obj):
         """Rank 0's ``obj`` (picklable) on every rank."""
@@ -162,12 +170,12 @@ def join_ranks(device: torch.device) -> tuple[Ranks, torch.device]:
         kwargs = {"device_id": device} if device.type == "cuda" else {}
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world,
                                 timeout=timeout, **kwargs)
+        atexit.register(_leave)          # kept for the process's further runs: torchrun cannot join a group twice
     return Ranks(rank, world, local), device
 
 
-def leave_ranks(ranks: Ranks) -> None:
-    """End the process group this run joined (after its last collective)."""
-    if ranks.active and dist.is_initialized():
+def _leave() -> None:
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -161,7 +161,7 @@ class RunLogger(Callback):
         terms, values = self.shared.get("step", (ctx.phase, ctx.step), lambda: _step_losses(ctx))
         self._pending.append((self.global_step, terms, values))
         self.global_step += 1
-        self._images += len(ctx.batch.y)
+        self._images += ctx.batch_images
 
     def after_epoch(self, ctx) -> None:
         self._flush_losses(ctx)
