@@ -250,7 +250,8 @@ def test_steps_with_different_loss_terms_are_logged_apart():
     batch = SimpleNamespace(y=torch.zeros(4))
     for step, losses in enumerate(({"ce": 1.0}, {"ce": 2.0, "kd": 0.5}, {"ce": 3.0})):
         tensors = {k: torch.tensor(v) for k, v in losses.items()}
-        logger.after_step(SimpleNamespace(losses=tensors, loss=sum(tensors.values()), batch=batch, phase=1, step=step))
+        logger.after_step(SimpleNamespace(losses=tensors, loss=sum(tensors.values()), batch=batch, batch_images=4,
+                                          phase=1, step=step))
     logger._flush_losses(SimpleNamespace(phase=1, epoch=0))
     assert logger.got == [([0, 2], {"ce": [1.0, 3.0], "total": [1.0, 3.0]}),
                           ([1], {"ce": [2.0], "kd": [0.5], "total": [2.5]})]

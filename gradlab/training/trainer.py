@@ -15,6 +15,9 @@ One phase (task) reads top to bottom in :meth:`Trainer.run_phase`:
     evaluate every seen class; emit after_eval; freeze a teacher copy
 
 Callbacks are objects with any of the event methods below; they never touch the method.
+
+On several ranks (torchrun; :mod:`gradlab.training.distributed`) the same loop runs in every process: each takes
+its slice of the global batch, the gradients are summed over ranks after ``backward``, evaluation is split.
 """
 from __future__ import annotations
 
@@ -215,6 +218,7 @@ class Trainer:
             self.emit("after_step")
             loss_sum += ctx.loss.detach().float()
             steps += 1
+        ctx.ranks.broadcast_module(ctx.model, buffers_only=True)
         run.schedule.step()
         run.losses.append(float(loss_sum) / max(steps, 1))
         self.emit("after_epoch")
