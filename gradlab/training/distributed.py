@@ -226,15 +226,16 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         dims = [0, *range(2, x.dim())]
         xf = x.float()
-        shift = self.running_mean.detach().float().view(shape) if self.track_running_stats else 0.0
-        d = xf - shift
+        shift = (self.running_mean.detach().float() if self.track_running_stats
+                 else torch.zeros(x.shape[1], device=x.device))
+        d = xf - shift.view(shape)
         count = torch.full((1,), float(x.numel() // x.shape[1]), device=x.device)
         totals = _SumOverRanks.apply(torch.cat([d.sum(dims), (d * d).sum(dims), count]))
         c = x.shape[1]
         n = totals[-1]
         mean_d = totals[:c] / n
         var = (totals[c:2 * c] / n - mean_d * mean_d).clamp_min(0.0)
-        mean = mean_d + (self.running_mean.detach().float() if self.track_running_stats else 0.0)
+        mean = mean_d + shift
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -255,7 +256,9 @@ def global_batch_norm(module: nn.Module) -> nn.Module:
         new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                               module.track_running_stats)
         new.load_state_dict(module.state_dict())
-        new.to(next(iter(module.state_dict().values())).device) if module.state_dict() else None
+        held = [*module.parameters(), *module.buffers()]
+        if held:
+            new.to(held[0].device)                   # where the layer it replaces was
         new.train(module.training)
         if module.affine:
             new.weight.requires_grad_(module.weight.requires_grad)
